@@ -1,0 +1,68 @@
+//! The one trait every database implements. The Datalayer (in the `vigil` crate) assigns ids and
+//! folds and validates documents; a backend stores, finds and changes them, running filters
+//! inside the database.
+
+use crate::names::FieldPath;
+use crate::{Document, Filter, FindQuery, Result, Update};
+
+/// Documents streamed out of a backend, batch by batch; never the whole result at once.
+pub type DocumentStream = Box<dyn Iterator<Item = Result<Document>> + Send>;
+
+/// How many documents an update or replace matched and changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    /// Documents the filter matched (at most 1 for `_one` calls).
+    pub matched: u64,
+    /// Documents whose stored content changed.
+    pub modified: u64,
+}
+
+/// What a database must do for vigil. Every method is one transaction: it takes effect whole
+/// or not at all. A collection that does not exist reads as empty.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Short name, e.g. `sqlite`.
+    fn name(&self) -> &'static str;
+
+    /// Names of the collections, sorted.
+    fn list_collections(&self) -> Result<Vec<String>>;
+
+    /// Drops a collection with its documents and indexes; false if it did not exist.
+    fn drop_collection(&self, collection: &str) -> Result<bool>;
+
+    /// Stores documents that already carry `_id` (and were checked), creating the collection
+    /// on first use. All or nothing: a duplicate `_id` stores none of them.
+    fn insert(&self, collection: &str, docs: &[Document]) -> Result<()>;
+
+    /// Streams the documents a query selects.
+    fn find(&self, collection: &str, query: &FindQuery) -> Result<DocumentStream>;
+
+    /// Counts the documents a filter selects.
+    fn count(&self, collection: &str, filter: &Filter) -> Result<u64>;
+
+    /// Applies an update to the first (`many == false`) or every matching document.
+    fn update(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &Update,
+        many: bool,
+    ) -> Result<UpdateOutcome>;
+
+    /// Replaces the first matching document, keeping its `_id`.
+    fn replace_one(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        replacement: &Document,
+    ) -> Result<UpdateOutcome>;
+
+    /// Deletes the first (`many == false`) or every matching document; returns how many.
+    fn delete(&self, collection: &str, filter: &Filter, many: bool) -> Result<u64>;
+
+    /// Creates an index on a field path, so filters and sorts on it need no full scan.
+    /// Creating an index that exists is not an error.
+    fn create_index(&self, collection: &str, path: &FieldPath) -> Result<()>;
+
+    /// The field paths indexed in a collection (`_id` always is, and is not listed).
+    fn list_indexes(&self, collection: &str) -> Result<Vec<FieldPath>>;
+}

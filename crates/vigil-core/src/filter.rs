@@ -1,0 +1,334 @@
+//! Mongo-style filters: parsed and validated here, compiled to SQL (or to a driver's query
+//! language) by each backend, and run inside the database.
+
+use serde_json::Value as Json;
+
+use crate::names::FieldPath;
+use crate::{Error, Result};
+
+/// A parsed filter. `Filter::all()` matches every document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// Every sub-filter matches (an empty list matches everything).
+    And(Vec<Filter>),
+    /// At least one sub-filter matches (an empty list matches nothing).
+    Or(Vec<Filter>),
+    /// The sub-filter does not match. A missing field never matches a condition, so its
+    /// negation does: `{"x": {"$ne": 1}}` matches documents without `x`, as in MongoDB.
+    Not(Box<Filter>),
+    /// A condition on the value at a path.
+    Field {
+        /// Where the value is.
+        path: FieldPath,
+        /// What it must satisfy.
+        condition: Condition,
+    },
+}
+
+/// A condition on one field's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// Equal to the operand. `null` also matches a missing field. Arrays and objects compare
+    /// as a whole, fields in order.
+    Eq(Json),
+    /// Ordered comparison against a number or a string; values of another type never match.
+    Cmp(Ordering, Json),
+    /// Equal to one of the operands.
+    In(Vec<Json>),
+    /// The field is present (true) or absent (false).
+    Exists(bool),
+}
+
+/// The comparison of a [`Condition::Cmp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ordering {
+    /// `$gt`
+    Gt,
+    /// `$gte`
+    Gte,
+    /// `$lt`
+    Lt,
+    /// `$lte`
+    Lte,
+}
+
+impl Ordering {
+    /// The SQL operator.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Ordering::Gt => ">",
+            Ordering::Gte => ">=",
+            Ordering::Lt => "<",
+            Ordering::Lte => "<=",
+        }
+    }
+}
+
+/// Operators known to MongoDB that vigil does not run; named in the error so the user knows
+/// it was understood, not mistyped.
+const KNOWN_UNSUPPORTED: &[&str] = &[
+    "$regex",
+    "$options",
+    "$size",
+    "$all",
+    "$elemMatch",
+    "$type",
+    "$mod",
+    "$where",
+    "$expr",
+    "$text",
+    "$jsonSchema",
+    "$near",
+    "$geoWithin",
+    "$bitsAllSet",
+    "$comment",
+];
+
+impl Filter {
+    /// The filter that matches every document.
+    pub fn all() -> Filter {
+        Filter::And(Vec::new())
+    }
+
+    /// Whether this is the match-everything filter.
+    pub fn is_all(&self) -> bool {
+        matches!(self, Filter::And(v) if v.is_empty())
+    }
+
+    /// Parses a Mongo-style filter document.
+    pub fn parse(json: &Json) -> Result<Filter> {
+        parse_document(json, "")
+    }
+}
+
+fn unsupported(operator: &str, path: &str) -> Error {
+    Error::UnsupportedOperator {
+        operator: operator.to_string(),
+        path: path.to_string(),
+        backend: None,
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn parse_document(json: &Json, at: &str) -> Result<Filter> {
+    let Json::Object(map) = json else {
+        return Err(Error::query(
+            "filter",
+            if at.is_empty() { "(root)" } else { at },
+            format!("a filter is a JSON object, found {json}"),
+        ));
+    };
+    let mut parts = Vec::with_capacity(map.len());
+    for (key, value) in map {
+        let here = join(at, key);
+        match key.as_str() {
+            "$and" | "$or" | "$nor" => {
+                let Json::Array(items) = value else {
+                    return Err(operand(key, &here, "an array of filters", value));
+                };
+                if items.is_empty() {
+                    return Err(operand(key, &here, "a non-empty array of filters", value));
+                }
+                let subs = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| parse_document(f, &format!("{here}.{i}")))
+                    .collect::<Result<Vec<_>>>()?;
+                parts.push(match key.as_str() {
+                    "$and" => Filter::And(subs),
+                    "$or" => Filter::Or(subs),
+                    _ => Filter::Not(Box::new(Filter::Or(subs))),
+                });
+            }
+            "$not" => parts.push(Filter::Not(Box::new(parse_document(value, &here)?))),
+            k if k.starts_with('$') => return Err(unsupported(k, &here)),
+            _ => {
+                let path = FieldPath::parse(key)?;
+                parts.push(parse_field(path, value, &here)?);
+            }
+        }
+    }
+    Ok(if parts.len() == 1 {
+        parts.pop().expect("one element")
+    } else {
+        Filter::And(parts)
+    })
+}
+
+fn operand(op: &str, at: &str, expected: &'static str, found: &Json) -> Error {
+    Error::InvalidOperand {
+        operator: op.to_string(),
+        path: at.to_string(),
+        expected,
+        found: found.to_string(),
+    }
+}
+
+fn is_operator_doc(value: &Json) -> bool {
+    matches!(value, Json::Object(m) if m.keys().next().is_some_and(|k| k.starts_with('$')))
+}
+
+fn parse_field(path: FieldPath, value: &Json, at: &str) -> Result<Filter> {
+    if !is_operator_doc(value) {
+        check_plain(value, at)?;
+        return Ok(Filter::Field {
+            path,
+            condition: Condition::Eq(value.clone()),
+        });
+    }
+    let Json::Object(ops) = value else {
+        unreachable!("is_operator_doc checked it is an object")
+    };
+    let mut parts = Vec::with_capacity(ops.len());
+    for (op, arg) in ops {
+        let here = format!("{at}.{op}");
+        let field = |condition| Filter::Field {
+            path: path.clone(),
+            condition,
+        };
+        let part = match op.as_str() {
+            "$eq" => {
+                check_plain(arg, &here)?;
+                field(Condition::Eq(arg.clone()))
+            }
+            "$ne" => {
+                check_plain(arg, &here)?;
+                Filter::Not(Box::new(field(Condition::Eq(arg.clone()))))
+            }
+            "$gt" | "$gte" | "$lt" | "$lte" => {
+                if !(arg.is_number() || arg.is_string()) {
+                    return Err(operand(op, &here, "a number or a string", arg));
+                }
+                let ord = match op.as_str() {
+                    "$gt" => Ordering::Gt,
+                    "$gte" => Ordering::Gte,
+                    "$lt" => Ordering::Lt,
+                    _ => Ordering::Lte,
+                };
+                field(Condition::Cmp(ord, arg.clone()))
+            }
+            "$in" | "$nin" => {
+                let Json::Array(items) = arg else {
+                    return Err(operand(op, &here, "an array", arg));
+                };
+                for (i, item) in items.iter().enumerate() {
+                    check_plain(item, &format!("{here}.{i}"))?;
+                }
+                let cond = field(Condition::In(items.clone()));
+                if op == "$in" {
+                    cond
+                } else {
+                    Filter::Not(Box::new(cond))
+                }
+            }
+            "$exists" => {
+                let Json::Bool(b) = arg else {
+                    return Err(operand(op, &here, "true or false", arg));
+                };
+                field(Condition::Exists(*b))
+            }
+            "$not" => {
+                if !is_operator_doc(arg) {
+                    return Err(operand(
+                        op,
+                        &here,
+                        "an operator document like {\"$gt\": 5}",
+                        arg,
+                    ));
+                }
+                Filter::Not(Box::new(parse_field(path.clone(), arg, &here)?))
+            }
+            o if o.starts_with('$') => {
+                return Err(if KNOWN_UNSUPPORTED.contains(&o) {
+                    unsupported(o, &here)
+                } else {
+                    Error::query("filter", &here, format!("unknown operator `{o}`"))
+                })
+            }
+            other => {
+                return Err(Error::query(
+                    "filter",
+                    at,
+                    format!("an operator document cannot also hold the field `{other}`"),
+                ))
+            }
+        };
+        parts.push(part);
+    }
+    Ok(if parts.len() == 1 {
+        parts.pop().expect("one element")
+    } else {
+        Filter::And(parts)
+    })
+}
+
+/// An equality operand must be plain data: no `$`-keys anywhere inside it.
+fn check_plain(value: &Json, at: &str) -> Result<()> {
+    match value {
+        Json::Object(m) => {
+            for (k, v) in m {
+                if k.starts_with('$') {
+                    return Err(Error::query(
+                        "filter",
+                        at,
+                        format!("`{k}` inside a value: operators belong at the top of a field's condition"),
+                    ));
+                }
+                check_plain(v, &join(at, k))?;
+            }
+            Ok(())
+        }
+        Json::Array(items) => items.iter().try_for_each(|v| check_plain(v, at)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_operators_parse_into_a_tree() {
+        let f = Filter::parse(
+            &json!({"a.b": {"$gt": 1, "$lte": 5}, "$or": [{"c": 1}, {"d": {"$exists": false}}]}),
+        )
+        .unwrap();
+        let Filter::And(parts) = f else {
+            panic!("expected And, got {f:?}")
+        };
+        assert_eq!(parts.len(), 2);
+        assert!(matches!(&parts[0], Filter::And(v) if v.len() == 2));
+        assert!(matches!(&parts[1], Filter::Or(v) if v.len() == 2));
+    }
+
+    #[test]
+    fn errors_name_the_operator_and_the_place() {
+        let e = Filter::parse(&json!({"x": {"$in": 3}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("$in") && e.contains("x.$in") && e.contains("an array"),
+            "{e}"
+        );
+        let e = Filter::parse(&json!({"name": {"$regex": "^a"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unsupported operator `$regex`"), "{e}");
+        let e = Filter::parse(&json!({"a\"; DROP TABLE x; --": 1})).unwrap_err();
+        assert!(matches!(e, Error::InvalidName { .. }), "{e}");
+        let e = Filter::parse(&json!({"x": {"$gt": [1]}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a number or a string"), "{e}");
+        let e = Filter::parse(&json!([1])).unwrap_err().to_string();
+        assert!(e.contains("a filter is a JSON object"), "{e}");
+    }
+}

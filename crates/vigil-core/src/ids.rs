@@ -1,0 +1,64 @@
+//! Document ids and training folds, assigned on insert.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+/// A fresh 24-hex-digit id in the layout of a MongoDB ObjectId: seconds since the epoch,
+/// 5 random bytes fixed per process, and a counter, so ids sort roughly by creation time.
+pub fn new_object_id() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    static PROCESS: std::sync::OnceLock<[u8; 5]> = std::sync::OnceLock::new();
+    let process = PROCESS.get_or_init(|| {
+        let mut b = [0u8; 5];
+        rand::rng().fill_bytes(&mut b);
+        b
+    });
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = [0u8; 12];
+    bytes[..4].copy_from_slice(&secs.to_be_bytes());
+    bytes[4..9].copy_from_slice(process);
+    bytes[9..].copy_from_slice(&count.to_be_bytes()[1..]);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The fold of a document that does not name one.
+pub const TRAIN: &str = "train";
+/// The fold held out for validation.
+pub const VALID: &str = "valid";
+
+/// Draws `_fold` for new documents: `valid` with a probability, `train` otherwise.
+/// With a seed, the sequence of folds is the same on every run.
+#[derive(Debug)]
+pub struct FoldAssigner {
+    valid_probability: f64,
+    rng: StdRng,
+}
+
+impl FoldAssigner {
+    /// `valid_probability` in `[0, 1]`; a `seed` makes the draws reproducible.
+    pub fn new(valid_probability: f64, seed: Option<u64>) -> Self {
+        FoldAssigner {
+            valid_probability: valid_probability.clamp(0.0, 1.0),
+            rng: match seed {
+                Some(s) => StdRng::seed_from_u64(s),
+                None => StdRng::from_rng(&mut rand::rng()),
+            },
+        }
+    }
+
+    /// The next fold.
+    pub fn next_fold(&mut self) -> &'static str {
+        if self.rng.random::<f64>() < self.valid_probability {
+            VALID
+        } else {
+            TRAIN
+        }
+    }
+}

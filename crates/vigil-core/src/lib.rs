@@ -1,0 +1,26 @@
+//! vigil's core: the pure layer. Values and documents, codecs, the Mongo-style query language
+//! (parsed and validated here, compiled by each backend), ids and folds, the storage format of
+//! the SQL backends, the [`Backend`] trait and the [`Error`] type. No I/O happens here.
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod codec;
+mod document;
+mod error;
+pub mod filter;
+pub mod ids;
+pub mod names;
+pub mod query;
+pub mod stored;
+pub mod update;
+mod value;
+
+pub use backend::{Backend, DocumentStream, UpdateOutcome};
+pub use codec::{Codec, Codecs, DType, PngCodec, Tensor, TensorCodec};
+pub use document::{Document, FOLD_FIELD, ID_FIELD};
+pub use error::{Error, Location, Result};
+pub use filter::Filter;
+pub use names::FieldPath;
+pub use query::{Direction, FindQuery, Projection};
+pub use update::Update;
+pub use value::{Encoded, Value};

@@ -1,0 +1,247 @@
+//! The storage format shared by the SQL backends, documented so that any client can write it.
+//!
+//! A document is stored as three parts:
+//! - `id`: its `_id`, a string or a 64-bit integer;
+//! - `doc`: JSON text of the other fields, in order. Binary values are replaced by a
+//!   placeholder `{"$codec": "<name>", "$blob": [offset, length]}` (raw bytes use the codec
+//!   name `bytes`);
+//! - `blobs`: the binary values' bytes, concatenated (NULL/empty when there are none).
+//!
+//! Field names never start with `$`, so a placeholder cannot be mistaken for user data, and
+//! images are stored as raw bytes, never as base64 inside JSON.
+
+use std::cell::RefCell;
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::Value as Json;
+
+use crate::codec::BYTES_CODEC;
+use crate::error::Location;
+use crate::{names, Document, Encoded, Error, Result, Value, ID_FIELD};
+
+/// A document's stored parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDocument {
+    /// The `_id` ([`Value::String`] or [`Value::Int`]).
+    pub id: Value,
+    /// JSON text of every other field, binaries as placeholders.
+    pub json: String,
+    /// Concatenated binary values.
+    pub blobs: Vec<u8>,
+}
+
+/// Checks a document before it is stored: field names valid at every depth, floats finite,
+/// `_id` (when present) a non-empty string or an integer. `index` is its place in its batch.
+pub fn check_document(doc: &Document, index: Option<usize>) -> Result<()> {
+    let at = |path: String| {
+        let loc = Location::path(path);
+        match index {
+            Some(i) => loc.in_document(i),
+            None => loc,
+        }
+    };
+    fn walk(v: &Value, path: &str, at: &dyn Fn(String) -> Location) -> Result<()> {
+        match v {
+            Value::Float(f) if !f.is_finite() => Err(Error::InvalidDocument {
+                location: at(path.to_string()),
+                reason: format!("{f} cannot be stored (only finite floats)"),
+            }),
+            Value::Object(d) => d.iter().try_for_each(|(k, v)| {
+                let p = format!("{path}.{k}");
+                names::validate_field(k).map_err(|e| Error::InvalidDocument {
+                    location: at(p.clone()),
+                    reason: e.to_string(),
+                })?;
+                walk(v, &p, at)
+            }),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, v)| walk(v, &format!("{path}.{i}"), at)),
+            _ => Ok(()),
+        }
+    }
+    match doc.id() {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        Some(Value::Int(_)) => {}
+        Some(other) => {
+            return Err(Error::InvalidDocument {
+                location: at(ID_FIELD.into()),
+                reason: format!(
+                    "_id must be a non-empty string or an integer, found {}",
+                    other.kind()
+                ),
+            })
+        }
+        None => {}
+    }
+    for (k, v) in doc.iter() {
+        names::validate_field(k).map_err(|e| Error::InvalidDocument {
+            location: at(k.to_string()),
+            reason: e.to_string(),
+        })?;
+        walk(v, k, &at)?;
+    }
+    Ok(())
+}
+
+struct Fields<'a> {
+    doc: &'a Document,
+    blobs: &'a RefCell<Vec<u8>>,
+    skip_id: bool,
+}
+
+struct Field<'a> {
+    value: &'a Value,
+    blobs: &'a RefCell<Vec<u8>>,
+}
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.doc.iter() {
+            if self.skip_id && k == ID_FIELD {
+                continue;
+            }
+            map.serialize_entry(
+                k,
+                &Field {
+                    value: v,
+                    blobs: self.blobs,
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let blob = |s: S, codec: &str, bytes: &[u8]| {
+            let mut blobs = self.blobs.borrow_mut();
+            let offset = blobs.len();
+            blobs.extend_from_slice(bytes);
+            drop(blobs);
+            let mut map = s.serialize_map(Some(2))?;
+            map.serialize_entry("$codec", codec)?;
+            map.serialize_entry("$blob", &[offset, bytes.len()])?;
+            map.end()
+        };
+        match self.value {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::String(t) => s.serialize_str(t),
+            Value::Bytes(b) => blob(s, BYTES_CODEC, b),
+            Value::Encoded(e) => blob(s, e.codec(), e.bytes()),
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&Field {
+                        value: v,
+                        blobs: self.blobs,
+                    })?;
+                }
+                seq.end()
+            }
+            Value::Object(d) => Fields {
+                doc: d,
+                blobs: self.blobs,
+                skip_id: false,
+            }
+            .serialize(s),
+        }
+    }
+}
+
+/// Splits a checked document (see [`check_document`]) into its stored parts.
+pub fn encode(doc: &Document) -> Result<StoredDocument> {
+    let id = doc.id().cloned().ok_or_else(|| Error::InvalidDocument {
+        location: Location::path(ID_FIELD),
+        reason: "missing _id".into(),
+    })?;
+    let blobs = RefCell::new(Vec::new());
+    let json = serde_json::to_string(&Fields {
+        doc,
+        blobs: &blobs,
+        skip_id: true,
+    })
+    .map_err(|e| Error::InvalidDocument {
+        location: Location::default(),
+        reason: e.to_string(),
+    })?;
+    Ok(StoredDocument {
+        id,
+        json,
+        blobs: blobs.into_inner(),
+    })
+}
+
+/// Rebuilds a document from its stored parts; `collection` names it in errors.
+pub fn decode(id: Value, json: &str, blobs: &[u8], collection: &str) -> Result<Document> {
+    let corrupt = |reason: String| Error::Corrupt {
+        collection: collection.to_string(),
+        reason,
+    };
+    let parsed: Json = serde_json::from_str(json)
+        .map_err(|e| corrupt(format!("document {}: {e}", id.to_json())))?;
+    let Json::Object(map) = parsed else {
+        return Err(corrupt(format!(
+            "document {} is not a JSON object",
+            id.to_json()
+        )));
+    };
+    let mut doc = Document::new();
+    doc.insert(ID_FIELD, id);
+    for (k, v) in map {
+        let value =
+            from_stored(v, blobs).map_err(|reason| corrupt(format!("field `{k}`: {reason}")))?;
+        doc.insert(k, value);
+    }
+    Ok(doc)
+}
+
+fn from_stored(json: Json, blobs: &[u8]) -> std::result::Result<Value, String> {
+    Ok(match json {
+        Json::Object(map) => {
+            if let Some(Json::String(codec)) = map.get("$codec") {
+                let range = map
+                    .get("$blob")
+                    .and_then(Json::as_array)
+                    .filter(|a| a.len() == 2)
+                    .and_then(|a| Some((a[0].as_u64()? as usize, a[1].as_u64()? as usize)))
+                    .ok_or("binary placeholder without a valid `$blob` [offset, length]")?;
+                let bytes = range
+                    .0
+                    .checked_add(range.1)
+                    .and_then(|end| blobs.get(range.0..end))
+                    .ok_or_else(|| {
+                        format!(
+                            "blob range {range:?} outside the {} stored bytes",
+                            blobs.len()
+                        )
+                    })?
+                    .to_vec();
+                return Ok(if codec == BYTES_CODEC {
+                    Value::Bytes(bytes)
+                } else {
+                    Value::Encoded(Encoded::new(codec.clone(), bytes))
+                });
+            }
+            let mut doc = Document::new();
+            for (k, v) in map {
+                doc.insert(k, from_stored(v, blobs)?);
+            }
+            Value::Object(doc)
+        }
+        Json::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| from_stored(v, blobs))
+                .collect::<std::result::Result<_, _>>()?,
+        ),
+        other => Value::from_json(&other),
+    })
+}

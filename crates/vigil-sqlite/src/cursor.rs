@@ -1,0 +1,127 @@
+//! Streaming results: a find runs on a reader connection in its own thread and sends decoded
+//! documents in batches through a bounded channel, so neither side ever holds the whole result
+//! and the caller may write to the database while it iterates.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use rusqlite::types::ValueRef;
+use vigil_core::{stored, Document, DocumentStream, Error, Projection, Result, Value};
+
+use crate::pool::Reader;
+use crate::sql::Sql;
+use crate::{db_err, is_missing_table};
+
+/// Documents per message between the query thread and the caller.
+const BATCH: usize = 256;
+/// Batches the query thread may run ahead.
+const AHEAD: usize = 2;
+
+/// Decodes one `SELECT id, doc, blobs` row.
+pub(crate) fn read_row(row: &rusqlite::Row<'_>, collection: &str) -> Result<Document> {
+    let corrupt = |reason: String| Error::Corrupt {
+        collection: collection.to_string(),
+        reason,
+    };
+    let id = match row.get_ref(0).map_err(db_err("reading _id"))? {
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+        other => return Err(corrupt(format!("_id of type {:?}", other.data_type()))),
+    };
+    let json = match row.get_ref(1).map_err(db_err("reading doc"))? {
+        ValueRef::Text(t) => {
+            std::str::from_utf8(t).map_err(|e| corrupt(format!("doc is not UTF-8: {e}")))?
+        }
+        other => return Err(corrupt(format!("doc of type {:?}", other.data_type()))),
+    };
+    let blobs = match row.get_ref(2).map_err(db_err("reading blobs"))? {
+        ValueRef::Blob(b) => b,
+        ValueRef::Null => &[],
+        other => return Err(corrupt(format!("blobs of type {:?}", other.data_type()))),
+    };
+    stored::decode(id, json, blobs, collection)
+}
+
+/// Runs `sql` (selecting `id, doc, blobs`) and collects every row; for small, bounded results.
+pub(crate) fn collect(
+    conn: &rusqlite::Connection,
+    sql: &Sql,
+    collection: &str,
+) -> Result<Vec<Document>> {
+    let mut stmt = match conn.prepare_cached(&sql.text) {
+        Ok(s) => s,
+        Err(e) if is_missing_table(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(db_err("preparing a find")(e)),
+    };
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(sql.params.iter()))
+        .map_err(db_err("running a find"))?;
+    let mut docs = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err("reading a row"))? {
+        docs.push(read_row(row, collection)?);
+    }
+    Ok(docs)
+}
+
+/// Streams the rows of `sql` from a thread that owns the reader connection.
+pub(crate) fn stream(
+    reader: Reader,
+    sql: Sql,
+    collection: String,
+    projection: Option<Projection>,
+) -> DocumentStream {
+    let (tx, rx) = sync_channel::<Vec<Result<Document>>>(AHEAD);
+    std::thread::spawn(move || {
+        let run = || -> Result<()> {
+            let mut stmt = match reader.prepare(&sql.text) {
+                Ok(s) => s,
+                Err(e) if is_missing_table(&e) => return Ok(()),
+                Err(e) => return Err(db_err("preparing a find")(e)),
+            };
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(sql.params.iter()))
+                .map_err(db_err("running a find"))?;
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(row) = rows.next().map_err(db_err("reading a row"))? {
+                let doc = read_row(row, &collection)?;
+                batch.push(Ok(match &projection {
+                    Some(p) => p.apply(doc),
+                    None => doc,
+                }));
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(full).is_err() {
+                        return Ok(()); // the caller dropped the cursor
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            let _ = tx.send(vec![Err(e)]);
+        }
+    });
+    Box::new(Batches {
+        rx,
+        current: Vec::new().into_iter(),
+    })
+}
+
+struct Batches {
+    rx: Receiver<Vec<Result<Document>>>,
+    current: std::vec::IntoIter<Result<Document>>,
+}
+
+impl Iterator for Batches {
+    type Item = Result<Document>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(d) = self.current.next() {
+                return Some(d);
+            }
+            self.current = self.rx.recv().ok()?.into_iter();
+        }
+    }
+}

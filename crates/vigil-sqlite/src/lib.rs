@@ -1,0 +1,441 @@
+//! vigil's embedded backend: one SQLite file (bundled SQLite, WAL mode).
+//!
+//! Each collection is a table `"<name>" (seq INTEGER PRIMARY KEY, id UNIQUE NOT NULL,
+//! doc TEXT NOT NULL, blobs BLOB)` in the storage format of [`vigil_core::stored`]. Filters
+//! compile to SQL over `json_extract(doc, …)`; indexes are expression indexes on the same
+//! expressions, so SQLite's planner uses them.
+
+mod cursor;
+mod pool;
+mod sql;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::TransactionBehavior;
+use vigil_core::{
+    stored, Backend, Document, DocumentStream, Error, FieldPath, Filter, FindQuery, Result, Update,
+    UpdateOutcome, Value, ID_FIELD,
+};
+
+use pool::Pool;
+use sql::Sql;
+
+/// Turns a driver error into vigil's, with what was being done.
+pub(crate) fn db_err(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
+    let context = context.into();
+    move |e| Error::Backend {
+        backend: "sqlite",
+        context,
+        source: Box::new(e),
+    }
+}
+
+pub(crate) fn is_missing_table(e: &rusqlite::Error) -> bool {
+    e.to_string().contains("no such table")
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS vigil_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO vigil_meta (key, value) VALUES ('format', '1');
+CREATE TABLE IF NOT EXISTS vigil_collections (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+";
+
+/// The SQLite backend.
+#[derive(Debug)]
+pub struct SqliteBackend {
+    pool: Arc<Pool>,
+    // Keeps an ephemeral database's directory alive; removed on drop.
+    _ephemeral: Option<tempfile::TempDir>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if missing) the database file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteBackend> {
+        let pool = Pool::open(path.as_ref())?;
+        pool.writer()
+            .execute_batch(SCHEMA)
+            .map_err(db_err("creating vigil's tables"))?;
+        Ok(SqliteBackend {
+            pool: Arc::new(pool),
+            _ephemeral: None,
+        })
+    }
+
+    /// A private database that disappears when this backend is dropped. It is a file in a
+    /// temporary directory rather than `:memory:`, so that cursors on their own connections
+    /// see the same data and it behaves exactly as a file database does.
+    pub fn ephemeral() -> Result<SqliteBackend> {
+        let dir = tempfile::Builder::new()
+            .prefix("vigil-")
+            .tempdir()
+            .map_err(|e| Error::io("creating a temporary directory", e))?;
+        let mut backend = Self::open(dir.path().join("vigil.db"))?;
+        backend._ephemeral = Some(dir);
+        Ok(backend)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.pool.path()
+    }
+}
+
+fn table(collection: &str) -> String {
+    // Collection names are validated to [A-Za-z][A-Za-z0-9_]*, so quoting is enough.
+    format!("\"{collection}\"")
+}
+
+fn index_name(collection: &str, path: &FieldPath) -> String {
+    format!("\"{collection}${}\"", path.dotted())
+}
+
+fn id_param(id: &Value) -> SqlValue {
+    match id {
+        Value::Int(i) => SqlValue::Integer(*i),
+        Value::String(s) => SqlValue::Text(s.clone()),
+        // `stored::check_document` admits only strings and integers.
+        other => SqlValue::Text(other.to_json().to_string()),
+    }
+}
+
+fn blobs_param(blobs: Vec<u8>) -> SqlValue {
+    if blobs.is_empty() {
+        SqlValue::Null
+    } else {
+        SqlValue::Blob(blobs)
+    }
+}
+
+fn select(collection: &str, filter: &Filter) -> Sql {
+    let mut s = Sql::default();
+    s.text = format!("SELECT id, doc, blobs FROM {} WHERE ", table(collection));
+    sql::filter(filter, &mut s);
+    s
+}
+
+fn create_table(tx: &rusqlite::Transaction<'_>, collection: &str) -> Result<()> {
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (seq INTEGER PRIMARY KEY, id NOT NULL UNIQUE, doc TEXT NOT NULL, blobs BLOB);",
+        table(collection)
+    ))
+    .map_err(db_err(format!("creating collection `{collection}`")))?;
+    tx.prepare_cached("INSERT OR IGNORE INTO vigil_collections (name) VALUES (?)")
+        .and_then(|mut s| s.execute([collection]))
+        .map_err(db_err("registering a collection"))?;
+    Ok(())
+}
+
+impl SqliteBackend {
+    /// Runs `f` in an immediate (write-locking) transaction and commits it.
+    fn write<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.pool.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err(format!("starting a transaction for {what}")))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db_err(format!("committing {what}")))?;
+        Ok(out)
+    }
+
+    /// `seq`s of the matching documents (bounded memory: 8 bytes a match).
+    fn matching(
+        tx: &rusqlite::Transaction<'_>,
+        collection: &str,
+        filter: &Filter,
+        many: bool,
+    ) -> Result<Vec<i64>> {
+        let mut s = Sql::default();
+        s.text = format!("SELECT seq FROM {} WHERE ", table(collection));
+        sql::filter(filter, &mut s);
+        s.text.push_str(if many {
+            " ORDER BY seq"
+        } else {
+            " ORDER BY seq LIMIT 1"
+        });
+        let mut stmt = match tx.prepare(&s.text) {
+            Ok(stmt) => stmt,
+            Err(e) if is_missing_table(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(db_err("preparing a match")(e)),
+        };
+        let seqs = stmt
+            .query_map(rusqlite::params_from_iter(s.params.iter()), |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<i64>>>())
+            .map_err(db_err("matching documents"))?;
+        Ok(seqs)
+    }
+
+    fn load(tx: &rusqlite::Transaction<'_>, collection: &str, seq: i64) -> Result<Document> {
+        let sql = format!(
+            "SELECT id, doc, blobs FROM {} WHERE seq = ?",
+            table(collection)
+        );
+        let mut stmt = tx
+            .prepare_cached(&sql)
+            .map_err(db_err("preparing a load"))?;
+        let mut rows = stmt.query([seq]).map_err(db_err("loading a document"))?;
+        let row = rows
+            .next()
+            .map_err(db_err("loading a document"))?
+            .ok_or_else(|| Error::Corrupt {
+                collection: collection.into(),
+                reason: format!("row {seq} vanished inside a transaction"),
+            })?;
+        cursor::read_row(row, collection)
+    }
+
+    fn store(
+        tx: &rusqlite::Transaction<'_>,
+        collection: &str,
+        seq: i64,
+        doc: &Document,
+    ) -> Result<()> {
+        let stored = stored::encode(doc)?;
+        let sql = format!(
+            "UPDATE {} SET doc = ?, blobs = ? WHERE seq = ?",
+            table(collection)
+        );
+        tx.prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.execute(rusqlite::params![
+                    stored.json,
+                    blobs_param(stored.blobs),
+                    seq
+                ])
+            })
+            .map_err(db_err("writing a document"))?;
+        Ok(())
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn list_collections(&self) -> Result<Vec<String>> {
+        let reader = self.pool.reader()?;
+        let mut stmt = reader
+            .prepare_cached("SELECT name FROM vigil_collections ORDER BY name")
+            .map_err(db_err("listing collections"))?;
+        let names = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(db_err("listing collections"))?;
+        Ok(names)
+    }
+
+    fn drop_collection(&self, collection: &str) -> Result<bool> {
+        self.write("dropping a collection", |tx| {
+            let existed = tx
+                .execute("DELETE FROM vigil_collections WHERE name = ?", [collection])
+                .map_err(db_err("unregistering a collection"))?
+                > 0;
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", table(collection)))
+                .map_err(db_err(format!("dropping `{collection}`")))?;
+            Ok(existed)
+        })
+    }
+
+    fn insert(&self, collection: &str, docs: &[Document]) -> Result<()> {
+        // Encode before taking the write lock: it is the CPU-heavy part.
+        let rows = docs
+            .iter()
+            .map(stored::encode)
+            .collect::<Result<Vec<_>>>()?;
+        self.write("an insert", |tx| {
+            create_table(tx, collection)?;
+            let sql = format!(
+                "INSERT INTO {} (id, doc, blobs) VALUES (?, ?, ?)",
+                table(collection)
+            );
+            let mut stmt = tx
+                .prepare_cached(&sql)
+                .map_err(db_err("preparing an insert"))?;
+            for row in rows {
+                let id = id_param(&row.id);
+                match stmt.execute(rusqlite::params![id, row.json, blobs_param(row.blobs)]) {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(f, _))
+                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        return Err(Error::DuplicateId {
+                            collection: collection.into(),
+                            id: row.id.to_json().to_string(),
+                        })
+                    }
+                    Err(e) => return Err(db_err("inserting a document")(e)),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn find(&self, collection: &str, query: &FindQuery) -> Result<DocumentStream> {
+        let mut s = select(collection, &query.filter);
+        sql::order_by(&query.sort, &mut s);
+        s.text.push_str(" LIMIT ? OFFSET ?");
+        let limit = query.limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
+        s.params.push(SqlValue::Integer(limit));
+        s.params
+            .push(SqlValue::Integer(query.skip.min(i64::MAX as u64) as i64));
+        let reader = self.pool.reader()?;
+        // A small bounded result is cheaper to read right here than through a thread.
+        if query.limit.is_some_and(|l| l <= 64) {
+            let docs = cursor::collect(&reader, &s, collection)?;
+            let projection = query.projection.clone();
+            return Ok(Box::new(docs.into_iter().map(move |d| {
+                Ok(match &projection {
+                    Some(p) => p.apply(d),
+                    None => d,
+                })
+            })));
+        }
+        Ok(cursor::stream(
+            reader,
+            s,
+            collection.to_string(),
+            query.projection.clone(),
+        ))
+    }
+
+    fn count(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        let mut s = Sql::default();
+        s.text = format!("SELECT count(*) FROM {} WHERE ", table(collection));
+        sql::filter(filter, &mut s);
+        let reader = self.pool.reader()?;
+        let mut stmt = match reader.prepare_cached(&s.text) {
+            Ok(stmt) => stmt,
+            Err(e) if is_missing_table(&e) => return Ok(0),
+            Err(e) => return Err(db_err("preparing a count")(e)),
+        };
+        let n: i64 = stmt
+            .query_row(rusqlite::params_from_iter(s.params.iter()), |r| r.get(0))
+            .map_err(db_err("counting"))?;
+        Ok(n as u64)
+    }
+
+    fn update(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &Update,
+        many: bool,
+    ) -> Result<UpdateOutcome> {
+        self.write("an update", |tx| {
+            let seqs = Self::matching(tx, collection, filter, many)?;
+            let mut outcome = UpdateOutcome::default();
+            for seq in seqs {
+                let old = Self::load(tx, collection, seq)?;
+                let new = update.apply(&old)?;
+                outcome.matched += 1;
+                if new != old {
+                    stored::check_document(&new, None)?;
+                    Self::store(tx, collection, seq, &new)?;
+                    outcome.modified += 1;
+                }
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn replace_one(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        replacement: &Document,
+    ) -> Result<UpdateOutcome> {
+        self.write("a replace", |tx| {
+            let Some(&seq) = Self::matching(tx, collection, filter, false)?.first() else {
+                return Ok(UpdateOutcome::default());
+            };
+            let old = Self::load(tx, collection, seq)?;
+            let id = old.id().cloned().unwrap_or(Value::Null);
+            if let Some(new_id) = replacement.id() {
+                if *new_id != id {
+                    return Err(Error::InvalidDocument {
+                        location: vigil_core::Location::path(ID_FIELD),
+                        reason: format!(
+                            "a replacement cannot change _id (from {} to {})",
+                            id.to_json(),
+                            new_id.to_json()
+                        ),
+                    });
+                }
+            }
+            let mut new = replacement.clone();
+            new.remove(ID_FIELD);
+            new.insert_first(ID_FIELD, id);
+            let modified = u64::from(new != old);
+            if modified == 1 {
+                Self::store(tx, collection, seq, &new)?;
+            }
+            Ok(UpdateOutcome {
+                matched: 1,
+                modified,
+            })
+        })
+    }
+
+    fn delete(&self, collection: &str, filter: &Filter, many: bool) -> Result<u64> {
+        self.write("a delete", |tx| {
+            let mut s = Sql::default();
+            let t = table(collection);
+            s.text = if many {
+                format!("DELETE FROM {t} WHERE ")
+            } else {
+                format!("DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} WHERE ")
+            };
+            sql::filter(filter, &mut s);
+            if !many {
+                s.text.push_str(" ORDER BY seq LIMIT 1)");
+            }
+            match tx.execute(&s.text, rusqlite::params_from_iter(s.params.iter())) {
+                Ok(n) => Ok(n as u64),
+                Err(e) if is_missing_table(&e) => Ok(0),
+                Err(e) => Err(db_err("deleting")(e)),
+            }
+        })
+    }
+
+    fn create_index(&self, collection: &str, path: &FieldPath) -> Result<()> {
+        if path.is_id() {
+            return Ok(()); // the UNIQUE constraint already indexes it
+        }
+        self.write("creating an index", |tx| {
+            create_table(tx, collection)?;
+            tx.execute_batch(&format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                index_name(collection, path),
+                table(collection),
+                sql::index_expression(path)
+            ))
+            .map_err(db_err(format!("indexing `{path}` of `{collection}`")))
+        })
+    }
+
+    fn list_indexes(&self, collection: &str) -> Result<Vec<FieldPath>> {
+        let reader = self.pool.reader()?;
+        let prefix = format!("{collection}$");
+        let names: Vec<String> = reader
+            .prepare_cached("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? ORDER BY name")
+            .and_then(|mut s| {
+                s.query_map([collection], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .map_err(db_err("listing indexes"))?;
+        names
+            .iter()
+            .filter_map(|n| n.strip_prefix(&prefix))
+            .map(FieldPath::parse)
+            .collect()
+    }
+}

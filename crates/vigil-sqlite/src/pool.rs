@@ -1,0 +1,95 @@
+//! Connections: one writer guarded by a mutex (SQLite has one writer at a time anyway; other
+//! processes wait on the busy timeout), and a small pool of readers, each of which may be moved
+//! to a cursor's thread. WAL mode lets readers run while a write is in progress.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use vigil_core::Result;
+
+use crate::db_err;
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Readers kept open for reuse.
+const MAX_IDLE_READERS: usize = 4;
+
+#[derive(Debug)]
+pub(crate) struct Pool {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+pub(crate) fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(db_err(format!("opening {}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db_err("setting the busy timeout"))?;
+    // WAL: readers never block the writer nor each other; NORMAL sync is durable across
+    // process crashes (the promise vigil makes) and loses at most the last commits on power loss.
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+    )
+    .map_err(db_err("configuring the connection"))?;
+    Ok(conn)
+}
+
+impl Pool {
+    pub(crate) fn open(path: &Path) -> Result<Pool> {
+        let writer = open_connection(path)?;
+        Ok(Pool {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable (SQLite rolls back an
+        // unfinished transaction when the Transaction is dropped), so poisoning is ignored.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn reader(self: &Arc<Self>) -> Result<Reader> {
+        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        Ok(Reader {
+            conn: Some(conn),
+            pool: Arc::clone(self),
+        })
+    }
+}
+
+/// A reader connection that goes back to its pool when dropped.
+pub(crate) struct Reader {
+    conn: Option<Connection>,
+    pool: Arc<Pool>,
+}
+
+impl std::ops::Deref for Reader {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Only `Drop` takes the connection out.
+        self.conn.as_ref().expect("reader used after drop")
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self.pool.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE_READERS && conn.is_autocommit() {
+                idle.push(conn);
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Filters and sorts compiled to SQLite SQL over the JSON `doc` column. Paths are inlined as
+//! quoted JSON-path literals (their charset is validated, and inlining lets SQLite match
+//! expression indexes); every value is a bound parameter.
+
+use rusqlite::types::Value as SqlValue;
+use serde_json::Value as Json;
+use vigil_core::filter::{Condition, Filter};
+use vigil_core::{Direction, FieldPath};
+
+/// SQL text with its parameters, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub params: Vec<SqlValue>,
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    fn bind(&mut self, v: SqlValue) {
+        self.params.push(v);
+        self.text.push('?');
+    }
+}
+
+/// The SQL expressions that read a path's value and its JSON type.
+pub(crate) struct Accessor {
+    value: String,
+    kind: String,
+}
+
+/// The JSON path literal of a field path, e.g. `'$."a"."b"'`.
+pub(crate) fn json_path(path: &FieldPath) -> String {
+    let mut s = String::from("'$");
+    for seg in path.segments() {
+        // Segments hold only [A-Za-z0-9_-], so no quote can break out of the literal.
+        s.push_str(".\"");
+        s.push_str(seg);
+        s.push('"');
+    }
+    s.push('\'');
+    s
+}
+
+pub(crate) fn accessor(path: &FieldPath) -> Accessor {
+    if path.is_id() {
+        Accessor {
+            value: "id".into(),
+            kind: "typeof(id)".into(),
+        }
+    } else {
+        let p = json_path(path);
+        Accessor {
+            value: format!("json_extract(doc,{p})"),
+            kind: format!("json_type(doc,{p})"),
+        }
+    }
+}
+
+/// The expression an index on `path` is built over; must equal what filters use.
+pub(crate) fn index_expression(path: &FieldPath) -> String {
+    accessor(path).value
+}
+
+fn scalar(v: &Json) -> Option<SqlValue> {
+    match v {
+        Json::Number(n) => Some(match n.as_i64() {
+            Some(i) => SqlValue::Integer(i),
+            None => SqlValue::Real(n.as_f64().unwrap_or(0.0)),
+        }),
+        Json::String(s) => Some(SqlValue::Text(s.clone())),
+        _ => None,
+    }
+}
+
+const NUMBER_TYPES: &str = "('integer','real')";
+
+/// Appends a WHERE expression. Its truth value is 1, or 0/NULL for "no match": NULL only arises
+/// from a missing field inside a positive condition, and every negation wraps its operand in
+/// `COALESCE(…,0)` first, so NULL always means "no match".
+pub(crate) fn filter(f: &Filter, out: &mut Sql) {
+    match f {
+        Filter::And(parts) | Filter::Or(parts) if parts.is_empty() => {
+            out.push(if matches!(f, Filter::And(_)) {
+                "1"
+            } else {
+                "0"
+            })
+        }
+        Filter::And(parts) | Filter::Or(parts) => {
+            let joiner = if matches!(f, Filter::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            out.push("(");
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    out.push(joiner);
+                }
+                filter(p, out);
+            }
+            out.push(")");
+        }
+        Filter::Not(inner) => {
+            out.push("(NOT COALESCE(");
+            filter(inner, out);
+            out.push(",0))");
+        }
+        Filter::Field { path, condition } => field(&accessor(path), condition, out),
+    }
+}
+
+fn equals(a: &Accessor, v: &Json, out: &mut Sql) {
+    let Accessor { value, kind } = a;
+    match v {
+        Json::Null => out.push(&format!("({kind} IS NULL OR {kind}='null')")),
+        Json::Bool(b) => out.push(&format!("({kind}='{b}')")),
+        Json::Number(_) | Json::String(_) => {
+            out.push(&format!("({value}="));
+            out.bind(scalar(v).expect("number or string"));
+            let types = if v.is_number() {
+                NUMBER_TYPES
+            } else {
+                "('text')"
+            };
+            out.push(&format!(" AND {kind} IN {types})"));
+        }
+        Json::Array(_) | Json::Object(_) => {
+            let t = if v.is_array() { "array" } else { "object" };
+            out.push(&format!("({kind}='{t}' AND {value}=json("));
+            out.bind(SqlValue::Text(v.to_string()));
+            out.push("))");
+        }
+    }
+}
+
+fn field(a: &Accessor, condition: &Condition, out: &mut Sql) {
+    match condition {
+        Condition::Eq(v) => equals(a, v, out),
+        Condition::Cmp(ord, v) => {
+            out.push(&format!("({} {} ", a.value, ord.sql()));
+            out.bind(scalar(v).expect("parser allows only numbers and strings"));
+            let types = if v.is_number() {
+                NUMBER_TYPES
+            } else {
+                "('text')"
+            };
+            out.push(&format!(" AND {} IN {types})", a.kind));
+        }
+        Condition::In(items) => {
+            // Scalars of one type share one `IN (…)` list, so a long $in stays one expression
+            // (SQLite limits expression depth, not list length).
+            let numbers: Vec<&Json> = items.iter().filter(|v| v.is_number()).collect();
+            let strings: Vec<&Json> = items.iter().filter(|v| v.is_string()).collect();
+            let mut first = true;
+            out.push("(");
+            let mut sep = |out: &mut Sql| {
+                if !std::mem::take(&mut first) {
+                    out.push(" OR ");
+                }
+            };
+            for (group, types) in [(&numbers, NUMBER_TYPES), (&strings, "('text')")] {
+                if group.is_empty() {
+                    continue;
+                }
+                sep(out);
+                out.push(&format!("({} IN (", a.value));
+                for (i, v) in group.iter().enumerate() {
+                    if i > 0 {
+                        out.push(",");
+                    }
+                    out.bind(scalar(v).expect("grouped by type"));
+                }
+                out.push(&format!(") AND {} IN {types})", a.kind));
+            }
+            for v in items.iter().filter(|v| !(v.is_number() || v.is_string())) {
+                sep(out);
+                equals(a, v, out);
+            }
+            if first {
+                out.push("0");
+            }
+            out.push(")");
+        }
+        Condition::Exists(true) => out.push(&format!("({} IS NOT NULL)", a.kind)),
+        Condition::Exists(false) => out.push(&format!("({} IS NULL)", a.kind)),
+    }
+}
+
+/// `ORDER BY …`, ending with insertion order so results are deterministic.
+pub(crate) fn order_by(sort: &[(FieldPath, Direction)], out: &mut Sql) {
+    out.push(" ORDER BY ");
+    for (path, dir) in sort {
+        out.push(&accessor(path).value);
+        out.push(match dir {
+            Direction::Ascending => " ASC, ",
+            Direction::Descending => " DESC, ",
+        });
+    }
+    out.push("seq");
+}

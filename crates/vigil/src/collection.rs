@@ -1,0 +1,255 @@
+//! A collection handle: inserts, finds, updates, deletes, indexes.
+
+use serde_json::Value as Json;
+use vigil_core::ids::new_object_id;
+use vigil_core::query::parse_sort;
+use vigil_core::update::UpdateOp;
+use vigil_core::{
+    stored, Document, DocumentStream, Error, FieldPath, Filter, FindQuery, Projection, Result,
+    Update, UpdateOutcome, Value, FOLD_FIELD, ID_FIELD,
+};
+
+use crate::Datalayer;
+
+/// Something that can be read as a document: a [`Document`], or a JSON object.
+pub trait IntoDocument {
+    /// The document, or an error if this is not an object.
+    fn into_document(self) -> Result<Document>;
+}
+
+impl IntoDocument for Document {
+    fn into_document(self) -> Result<Document> {
+        Ok(self)
+    }
+}
+
+impl IntoDocument for Json {
+    fn into_document(self) -> Result<Document> {
+        Document::try_from(self)
+    }
+}
+
+/// A named set of documents. Get one with [`Datalayer::collection`].
+#[derive(Debug, Clone)]
+pub struct Collection {
+    db: Datalayer,
+    name: String,
+}
+
+impl Collection {
+    pub(crate) fn new(db: Datalayer, name: String) -> Self {
+        Collection { db, name }
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Inserts one document; returns its `_id`.
+    pub fn insert_one(&self, doc: impl IntoDocument) -> Result<Value> {
+        let mut ids = self.insert_many([doc.into_document()?])?;
+        // insert_many returns one id per document given.
+        Ok(ids.pop().expect("one id for one document"))
+    }
+
+    /// Inserts documents in one transaction: all of them, or none (a bad document or a
+    /// duplicate `_id` leaves the collection as it was). Documents without `_id` get a fresh
+    /// one; without `_fold`, a drawn one. Returns the ids in order.
+    pub fn insert_many<I>(&self, docs: I) -> Result<Vec<Value>>
+    where
+        I: IntoIterator,
+        I::Item: IntoDocument,
+    {
+        let mut prepared = Vec::new();
+        for (i, doc) in docs.into_iter().enumerate() {
+            let mut doc = doc.into_document()?;
+            if !doc.contains(ID_FIELD) {
+                doc.insert_first(ID_FIELD, new_object_id());
+            }
+            match doc.get(FOLD_FIELD) {
+                None => {
+                    doc.insert(FOLD_FIELD, self.db.next_fold());
+                }
+                Some(Value::String(_)) => {}
+                Some(other) => {
+                    return Err(Error::InvalidDocument {
+                        location: vigil_core::Location::path(FOLD_FIELD).in_document(i),
+                        reason: format!("_fold must be a string, found {}", other.kind()),
+                    })
+                }
+            }
+            stored::check_document(&doc, Some(i))?;
+            self.db.with_codecs(|c| c.validate(&doc, Some(i)))?;
+            prepared.push(doc);
+        }
+        self.db.backend().insert(&self.name, &prepared)?;
+        Ok(prepared
+            .into_iter()
+            .map(|mut d| {
+                d.remove(ID_FIELD)
+                    .expect("every prepared document has an _id")
+            })
+            .collect())
+    }
+
+    /// Starts a find; refine it with the builder, then [`Find::run`] it.
+    pub fn find(&self, filter: Json) -> Find {
+        Find {
+            collection: self.clone(),
+            filter,
+            projection: None,
+            sort: None,
+            skip: 0,
+            limit: None,
+        }
+    }
+
+    /// The first document the filter matches, in insertion order.
+    pub fn find_one(&self, filter: Json) -> Result<Option<Document>> {
+        self.find(filter).limit(1).run()?.next().transpose()
+    }
+
+    /// How many documents the filter matches.
+    pub fn count(&self, filter: Json) -> Result<u64> {
+        self.db
+            .backend()
+            .count(&self.name, &Filter::parse(&filter)?)
+    }
+
+    /// Applies `{"$set": …, "$unset": …, "$inc": …}` to the first matching document.
+    pub fn update_one(&self, filter: Json, update: impl IntoDocument) -> Result<UpdateOutcome> {
+        self.update(filter, update, false)
+    }
+
+    /// Applies an update to every matching document, in one transaction.
+    pub fn update_many(&self, filter: Json, update: impl IntoDocument) -> Result<UpdateOutcome> {
+        self.update(filter, update, true)
+    }
+
+    fn update(&self, filter: Json, update: impl IntoDocument, many: bool) -> Result<UpdateOutcome> {
+        let filter = Filter::parse(&filter)?;
+        let update = Update::parse(&update.into_document()?)?;
+        // Values being set must be storable, as if inserted.
+        let mut set = Document::new();
+        for op in update.ops() {
+            if let UpdateOp::Set(path, value) = op {
+                set.insert(path.dotted().replace('.', "_"), value.clone());
+            }
+        }
+        stored::check_document(&set, None)?;
+        self.db.with_codecs(|c| c.validate(&set, None))?;
+        self.db.backend().update(&self.name, &filter, &update, many)
+    }
+
+    /// Replaces the first matching document with `doc`, keeping its `_id`.
+    pub fn replace_one(&self, filter: Json, doc: impl IntoDocument) -> Result<UpdateOutcome> {
+        let filter = Filter::parse(&filter)?;
+        let doc = doc.into_document()?;
+        stored::check_document(&doc, None)?;
+        self.db.with_codecs(|c| c.validate(&doc, None))?;
+        self.db.backend().replace_one(&self.name, &filter, &doc)
+    }
+
+    /// Deletes the first matching document; returns 0 or 1.
+    pub fn delete_one(&self, filter: Json) -> Result<u64> {
+        self.db
+            .backend()
+            .delete(&self.name, &Filter::parse(&filter)?, false)
+    }
+
+    /// Deletes every matching document; returns how many.
+    pub fn delete_many(&self, filter: Json) -> Result<u64> {
+        self.db
+            .backend()
+            .delete(&self.name, &Filter::parse(&filter)?, true)
+    }
+
+    /// Indexes a field path (dotted), for filters and sorts on it.
+    pub fn create_index(&self, path: &str) -> Result<()> {
+        self.db
+            .backend()
+            .create_index(&self.name, &FieldPath::parse(path)?)
+    }
+
+    /// The indexed field paths.
+    pub fn list_indexes(&self) -> Result<Vec<FieldPath>> {
+        self.db.backend().list_indexes(&self.name)
+    }
+}
+
+/// A find being built: `collection.find(filter).sort(...).limit(10).run()?`.
+#[derive(Debug, Clone)]
+#[must_use = "a Find does nothing until it is run"]
+pub struct Find {
+    collection: Collection,
+    filter: Json,
+    projection: Option<Json>,
+    sort: Option<Json>,
+    skip: u64,
+    limit: Option<u64>,
+}
+
+impl Find {
+    /// Mongo-style projection, e.g. `{"img": 0}` or `{"class": 1}`. Default: every field.
+    pub fn projection(mut self, projection: Json) -> Self {
+        self.projection = Some(projection);
+        self
+    }
+
+    /// Mongo-style sort, e.g. `{"class": 1, "_id": -1}`. Default: insertion order.
+    pub fn sort(mut self, sort: Json) -> Self {
+        self.sort = Some(sort);
+        self
+    }
+
+    /// Documents to pass over first. Default: 0.
+    pub fn skip(mut self, n: u64) -> Self {
+        self.skip = n;
+        self
+    }
+
+    /// At most this many documents. Default: no limit.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Validates the query and starts streaming its documents.
+    pub fn run(self) -> Result<Cursor> {
+        let query = FindQuery {
+            filter: Filter::parse(&self.filter)?,
+            projection: self
+                .projection
+                .as_ref()
+                .map(Projection::parse)
+                .transpose()?,
+            sort: self
+                .sort
+                .as_ref()
+                .map(parse_sort)
+                .transpose()?
+                .unwrap_or_default(),
+            skip: self.skip,
+            limit: self.limit,
+        };
+        let stream = self
+            .collection
+            .db
+            .backend()
+            .find(&self.collection.name, &query)?;
+        Ok(Cursor { stream })
+    }
+}
+
+/// Documents streamed from the database, a batch at a time.
+pub struct Cursor {
+    stream: DocumentStream,
+}
+
+impl Iterator for Cursor {
+    type Item = Result<Document>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.stream.next()
+    }
+}

@@ -1,0 +1,43 @@
+//! # vigil
+//!
+//! vigil brings machine-learning models to the data: documents with images or tensors live in
+//! your database, and models are trained on queries and kept predicting on every change.
+//!
+//! This crate is the one a user depends on. Connect by URL, then work with collections of
+//! documents, queried with Mongo-style filters that run inside the database:
+//!
+//! ```
+//! use vigil::{json, Document, Value};
+//!
+//! # fn main() -> vigil::Result<()> {
+//! let db = vigil::connect("sqlite::memory:")?; // or "sqlite://mnist.db"
+//! let mnist = db.collection("mnist")?;
+//!
+//! let img = image::GrayImage::from_fn(28, 28, |x, y| image::Luma([(x * y) as u8]));
+//! mnist.insert_one(
+//!     Document::new()
+//!         .with("img", Value::image(&image::DynamicImage::ImageLuma8(img.clone()))?)
+//!         .with("class", 7),
+//! )?;
+//!
+//! let doc = mnist.find_one(json!({"class": {"$in": [7, 9]}}))?.expect("inserted above");
+//! assert_eq!(doc.get("img").unwrap().to_image()?.to_luma8(), img);
+//! assert_eq!(mnist.count(json!({"_fold": {"$in": ["train", "valid"]}}))?, 1);
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod collection;
+mod datalayer;
+pub mod mnist;
+
+pub use collection::{Collection, Cursor, Find, IntoDocument};
+pub use datalayer::{connect, Datalayer, Options};
+pub use image;
+pub use serde_json::json;
+pub use vigil_core::{
+    codec, filter, ids, names, query, stored, update, Backend, Codec, Codecs, DType, Direction,
+    Document, Encoded, Error, FieldPath, Filter, Location, PngCodec, Result, Tensor, TensorCodec,
+    UpdateOutcome, Value, FOLD_FIELD, ID_FIELD,
+};
