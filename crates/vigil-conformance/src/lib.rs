@@ -1,1 +1,59 @@
+//! The conformance suite: every case is written once here, and every backend instantiates the
+//! whole suite with [`conformance_suite!`], handing it a function that opens a fresh, empty
+//! Datalayer. Cases use the real MNIST digits in the repository's `data/mnist`.
+//!
+//! ```ignore
+//! vigil_conformance::conformance_suite!(|| vigil::connect("sqlite::memory:").unwrap());
+//! ```
 
+pub mod cases;
+pub mod data;
+
+/// A function that opens a fresh, empty database with the given options.
+pub type Factory = dyn Fn(vigil::Options) -> vigil::Datalayer;
+
+/// Expands to one `#[test]` per conformance case, each calling `$factory` for fresh databases.
+/// `$factory` has the type of [`Factory`]: it takes [`vigil::Options`] and returns a Datalayer.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@cases $factory;
+            png_grayscale_digits_round_trip,
+            png_rgb_round_trips,
+            tensors_of_every_dtype_round_trip,
+            raw_bytes_round_trip,
+            scalars_nesting_and_field_order_round_trip,
+            user_codecs_are_registered_and_checked,
+            ids_are_kept_or_generated,
+            duplicate_ids_roll_back_the_whole_batch,
+            bad_documents_roll_back_the_whole_batch,
+            folds_follow_the_probability_and_the_seed,
+            equality_and_in_on_real_labels,
+            comparisons_on_real_labels,
+            logical_operators_on_real_labels,
+            exists_and_dotted_paths,
+            types_are_strict_and_missing_fields_negate,
+            filters_on_ids,
+            bad_filters_are_errors_naming_the_operator,
+            sort_skip_limit_and_projection,
+            cursors_stream_and_allow_writes_while_iterating,
+            updates_set_unset_inc,
+            failed_updates_change_nothing,
+            replace_keeps_the_id,
+            deletes,
+            indexes_are_listed_and_queries_stay_correct,
+            collections_are_listed_dropped_and_validated,
+            hostile_names_and_values_are_safe,
+            missing_collections_read_as_empty
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let factory = $factory;
+                $crate::cases::$case(&factory);
+            }
+        )*
+    };
+}

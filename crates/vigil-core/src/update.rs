@@ -26,6 +26,20 @@ impl Update {
     pub fn parse(update: &Document) -> Result<Update> {
         let mut ops = Vec::new();
         for (op, arg) in update.iter() {
+            if !op.starts_with('$') {
+                return Err(Error::query(
+                    "update",
+                    op,
+                    "an update holds only operators ($set, $unset, $inc); use replace_one to replace a document",
+                ));
+            }
+            if !matches!(op, "$set" | "$unset" | "$inc") {
+                return Err(Error::UnsupportedOperator {
+                    operator: op.to_string(),
+                    path: op.to_string(),
+                    backend: None,
+                });
+            }
             let Value::Object(fields) = arg else {
                 return Err(Error::query(
                     "update",
@@ -53,20 +67,7 @@ impl Update {
                             })
                         }
                     },
-                    o if o.starts_with('$') => {
-                        return Err(Error::UnsupportedOperator {
-                            operator: o.to_string(),
-                            path: o.to_string(),
-                            backend: None,
-                        })
-                    }
-                    other => {
-                        return Err(Error::query(
-                            "update",
-                            other,
-                            "an update holds only operators ($set, $unset, $inc); use replace_one to replace a document",
-                        ))
-                    }
+                    _ => unreachable!("operators checked above"),
                 });
             }
         }

@@ -209,7 +209,7 @@ impl Find {
         self
     }
 
-    /// At most this many documents. Default: no limit.
+    /// At most this many documents; 0 means no limit, as in MongoDB. Default: no limit.
     pub fn limit(mut self, n: u64) -> Self {
         self.limit = Some(n);
         self
@@ -231,7 +231,7 @@ impl Find {
                 .transpose()?
                 .unwrap_or_default(),
             skip: self.skip,
-            limit: self.limit,
+            limit: self.limit.filter(|&n| n > 0),
         };
         let stream = self
             .collection
