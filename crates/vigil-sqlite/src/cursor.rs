@@ -57,7 +57,7 @@ pub(crate) fn collect(
         .map_err(db_err("running a find"))?;
     let mut docs = Vec::new();
     while let Some(row) = rows.next().map_err(db_err("reading a row"))? {
-        docs.push(read_row(row, collection)?);
+        docs.push(read_row(row, collection));
     }
     Ok(docs)
 }
@@ -71,7 +71,8 @@ pub(crate) fn stream(
 ) -> DocumentStream {
     let (tx, rx) = sync_channel::<Vec<Result<Document>>>(AHEAD);
     std::thread::spawn(move || {
-        let run = || -> Result<()> {
+        let mut batch = Vec::with_capacity(BATCH);
+        let run = |batch: &mut Vec<Result<Document>>| -> Result<()> {
             let mut stmt = match reader.prepare(&sql.text) {
                 Ok(s) => s,
                 Err(e) if is_missing_table(&e) => return Ok(()),
@@ -80,27 +81,27 @@ pub(crate) fn stream(
             let mut rows = stmt
                 .query(rusqlite::params_from_iter(sql.params.iter()))
                 .map_err(db_err("running a find"))?;
-            let mut batch = Vec::with_capacity(BATCH);
             while let Some(row) = rows.next().map_err(db_err("reading a row"))? {
-                let doc = read_row(row, &collection)?;
-                batch.push(Ok(match &projection {
-                    Some(p) => p.apply(doc),
-                    None => doc,
-                }));
+                // A corrupt row is an error in its place; the rows after it still come.
+                let doc = read_row(row, &collection);
+                batch.push(match (&projection, doc) {
+                    (Some(p), Ok(doc)) => Ok(p.apply(doc)),
+                    (_, doc) => doc,
+                });
                 if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
                     if tx.send(full).is_err() {
                         return Ok(()); // the caller dropped the cursor
                     }
                 }
             }
-            if !batch.is_empty() {
-                let _ = tx.send(batch);
-            }
             Ok(())
         };
-        if let Err(e) = run() {
-            let _ = tx.send(vec![Err(e)]);
+        if let Err(e) = run(&mut batch) {
+            batch.push(Err(e));
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
         }
     });
     Box::new(Batches {
