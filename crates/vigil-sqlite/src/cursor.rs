@@ -42,11 +42,12 @@ pub(crate) fn read_row(row: &rusqlite::Row<'_>, collection: &str) -> Result<Docu
 }
 
 /// Runs `sql` (selecting `id, doc, blobs`) and collects every row; for small, bounded results.
+/// A corrupt row is an error in its place.
 pub(crate) fn collect(
     conn: &rusqlite::Connection,
     sql: &Sql,
     collection: &str,
-) -> Result<Vec<Document>> {
+) -> Result<Vec<Result<Document>>> {
     let mut stmt = match conn.prepare_cached(&sql.text) {
         Ok(s) => s,
         Err(e) if is_missing_table(&e) => return Ok(Vec::new()),
@@ -55,7 +56,7 @@ pub(crate) fn collect(
     let mut rows = stmt
         .query(rusqlite::params_from_iter(sql.params.iter()))
         .map_err(db_err("running a find"))?;
-    let mut docs = Vec::new();
+    let mut docs: Vec<Result<Document>> = Vec::new();
     while let Some(row) = rows.next().map_err(db_err("reading a row"))? {
         docs.push(read_row(row, collection));
     }
