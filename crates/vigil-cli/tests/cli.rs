@@ -18,12 +18,19 @@ fn vigil(db: &Path, args: &[&str]) -> Output {
 }
 
 fn stdout(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn labels() -> Vec<u8> {
-    vigil::mnist::read_dir(data()).unwrap().map(|d| d.unwrap().label).collect()
+    vigil::mnist::read_dir(data())
+        .unwrap()
+        .map(|d| d.unwrap().label)
+        .collect()
 }
 
 #[test]
@@ -32,32 +39,93 @@ fn insert_count_and_find_on_real_digits() {
     let db = dir.path().join("cli.db");
     let data = data();
     let data = data.to_str().unwrap();
-    let out = stdout(&vigil(&db, &["insert-mnist", "--data", data, "--limit", "600"]));
+    let out = stdout(&vigil(
+        &db,
+        &["insert-mnist", "--data", data, "--limit", "600"],
+    ));
     assert!(out.contains("inserted 600 digits into `mnist`"), "{out}");
-    let out = stdout(&vigil(&db, &["insert-mnist", "--data", data, "--offset", "9900", "--collection", "late"]));
+    let out = stdout(&vigil(
+        &db,
+        &[
+            "insert-mnist",
+            "--data",
+            data,
+            "--offset",
+            "9900",
+            "--collection",
+            "late",
+        ],
+    ));
     assert!(out.contains("inserted 100 digits into `late`"), "{out}");
     assert_eq!(stdout(&vigil(&db, &["count", "mnist"])), "600\n");
     let sevens = labels()[..600].iter().filter(|&&l| l == 7).count();
-    assert_eq!(stdout(&vigil(&db, &["count", "mnist", r#"{"class": 7}"#])), format!("{sevens}\n"));
+    assert_eq!(
+        stdout(&vigil(&db, &["count", "mnist", r#"{"class": 7}"#])),
+        format!("{sevens}\n")
+    );
     let late_sevens = labels()[9900..].iter().filter(|&&l| l == 7).count();
-    assert_eq!(stdout(&vigil(&db, &["count", "late", r#"{"class": {"$in": [7]}}"#])), format!("{late_sevens}\n"));
+    assert_eq!(
+        stdout(&vigil(
+            &db,
+            &["count", "late", r#"{"class": {"$in": [7]}}"#]
+        )),
+        format!("{late_sevens}\n")
+    );
     assert_eq!(stdout(&vigil(&db, &["collections"])), "late\nmnist\n");
 
-    let human = stdout(&vigil(&db, &["find", "mnist", r#"{"class": 3}"#, "--limit", "2"]));
+    let human = stdout(&vigil(
+        &db,
+        &["find", "mnist", r#"{"class": 3}"#, "--limit", "2"],
+    ));
     let lines: Vec<&str> = human.lines().collect();
     assert_eq!(lines.len(), 2);
-    assert!(lines[0].contains("img: <image/png 28x28") && lines[0].contains("class: 3"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("img: <image/png 28x28") && lines[0].contains("class: 3"),
+        "{}",
+        lines[0]
+    );
 
-    let json = stdout(&vigil(&db, &["find", "mnist", r#"{"class": {"$gte": 8}}"#, "--limit", "1000", "--json"]));
-    let docs: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(docs.len(), labels()[..600].iter().filter(|&&l| l >= 8).count());
+    let json = stdout(&vigil(
+        &db,
+        &[
+            "find",
+            "mnist",
+            r#"{"class": {"$gte": 8}}"#,
+            "--limit",
+            "1000",
+            "--json",
+        ],
+    ));
+    let docs: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        docs.len(),
+        labels()[..600].iter().filter(|&&l| l >= 8).count()
+    );
     assert!(docs.iter().all(|d| d["class"].as_i64().unwrap() >= 8));
     assert_eq!(docs[0]["img"]["$codec"], "image/png");
     use base64::Engine as _;
-    let png = base64::engine::general_purpose::STANDARD.decode(docs[0]["img"]["$base64"].as_str().unwrap()).unwrap();
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(docs[0]["img"]["$base64"].as_str().unwrap())
+        .unwrap();
     assert_eq!(&png[1..4], b"PNG");
 
-    let sorted = stdout(&vigil(&db, &["find", "mnist", "--sort", r#"{"class": -1}"#, "--projection", r#"{"class": 1, "_id": 0}"#, "--limit", "1", "--json"]));
+    let sorted = stdout(&vigil(
+        &db,
+        &[
+            "find",
+            "mnist",
+            "--sort",
+            r#"{"class": -1}"#,
+            "--projection",
+            r#"{"class": 1, "_id": 0}"#,
+            "--limit",
+            "1",
+            "--json",
+        ],
+    ));
     assert_eq!(sorted.trim(), r#"{"class":9}"#);
 }
 
@@ -66,19 +134,37 @@ fn errors_go_to_stderr_with_a_failing_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("errors.db");
     for (args, expected) in [
-        (vec!["count", "mnist", "{not json"], "the filter is not valid JSON"),
-        (vec!["count", "mnist", r#"{"class": {"$regex": "7"}}"#], "unsupported operator `$regex`"),
-        (vec!["find", "mnist", r#"{"class": {"$in": 7}}"#], "expects an array"),
+        (
+            vec!["count", "mnist", "{not json"],
+            "the filter is not valid JSON",
+        ),
+        (
+            vec!["count", "mnist", r#"{"class": {"$regex": "7"}}"#],
+            "unsupported operator `$regex`",
+        ),
+        (
+            vec!["find", "mnist", r#"{"class": {"$in": 7}}"#],
+            "expects an array",
+        ),
         (vec!["count", "drop table;"], "invalid collection name"),
-        (vec!["insert-mnist", "--data", "/nonexistent"], "/nonexistent"),
+        (
+            vec!["insert-mnist", "--data", "/nonexistent"],
+            "/nonexistent",
+        ),
     ] {
         let out = vigil(&db, &args);
         assert!(!out.status.success(), "{args:?} succeeded");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.starts_with("error: ") && err.contains(expected), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(expected),
+            "{args:?}: {err}"
+        );
         assert!(out.stdout.is_empty());
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil")).args(["--db", "mysql://x", "count", "m"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["--db", "mysql://x", "count", "m"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scheme"));
 }
 
@@ -88,7 +174,13 @@ fn the_database_comes_from_vigil_db_when_not_given() {
     let url = format!("sqlite://{}", dir.path().join("env.db").display());
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .env("VIGIL_DB", &url)
-        .args(["insert-mnist", "--data", data().to_str().unwrap(), "--limit", "5"])
+        .args([
+            "insert-mnist",
+            "--data",
+            data().to_str().unwrap(),
+            "--limit",
+            "5",
+        ])
         .output()
         .unwrap();
     assert!(stdout(&out).contains(&url));
@@ -100,14 +192,55 @@ fn the_demo_loads_and_queries_the_digits() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
     let out_dir = dir.path().join("out");
-    let out = stdout(&vigil(&db, &["demo", "mnist", "--data", data().to_str().unwrap(), "--limit", "300", "--out", out_dir.to_str().unwrap()]));
+    let out = stdout(&vigil(
+        &db,
+        &[
+            "demo",
+            "mnist",
+            "--data",
+            data().to_str().unwrap(),
+            "--limit",
+            "300",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    ));
     assert!(out.contains("stored 300 digits"), "{out}");
-    let counts: Vec<String> = (0..10).map(|c| format!("{c}:{}", labels()[..300].iter().filter(|&&l| l == c).count())).collect();
+    let counts: Vec<String> = (0..10)
+        .map(|c| {
+            format!(
+                "{c}:{}",
+                labels()[..300].iter().filter(|&&l| l == c).count()
+            )
+        })
+        .collect();
     assert!(out.contains(&counts.join(" ")), "{out}");
     let png = image::open(out_dir.join("first-3.png")).unwrap().to_luma8();
-    let first_three = vigil::mnist::read_dir(data()).unwrap().map(Result::unwrap).find(|d| d.label == 3).unwrap();
-    assert_eq!(png, first_three.image, "the saved image is the first 3, read back from the database");
-    let again = stdout(&vigil(&db, &["demo", "mnist", "--data", data().to_str().unwrap(), "--limit", "300", "--out", out_dir.to_str().unwrap()]));
-    assert!(again.contains("dropped the previous `mnist` collection") && again.contains("stored 300 digits"));
+    let first_three = vigil::mnist::read_dir(data())
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|d| d.label == 3)
+        .unwrap();
+    assert_eq!(
+        png, first_three.image,
+        "the saved image is the first 3, read back from the database"
+    );
+    let again = stdout(&vigil(
+        &db,
+        &[
+            "demo",
+            "mnist",
+            "--data",
+            data().to_str().unwrap(),
+            "--limit",
+            "300",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        again.contains("dropped the previous `mnist` collection")
+            && again.contains("stored 300 digits")
+    );
     assert_eq!(stdout(&vigil(&db, &["count", "mnist"])), "300\n");
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::Location;
-use crate::{Document, Encoded, Error, Result, Value};
+use crate::{Encoded, Error, Result};
 
 /// Name under which [`Value::Bytes`] is stored.
 pub const BYTES_CODEC: &str = "bytes";
@@ -97,68 +97,6 @@ impl Codecs {
             Some(codec) => codec.describe(encoded.bytes()),
             None => format!("{} ({} bytes)", encoded.codec(), encoded.bytes().len()),
         }
-    }
-
-    /// Checks every encoded value of a document: its codec is registered and its bytes pass
-    /// the codec's validation. `index` is the document's place in its batch, for messages.
-    pub fn validate(&self, doc: &Document, index: Option<usize>) -> Result<()> {
-        fn walk(codecs: &Codecs, v: &Value, path: &mut String, index: Option<usize>) -> Result<()> {
-            let here = |path: &str| {
-                let loc = Location::path(path);
-                match index {
-                    Some(i) => loc.in_document(i),
-                    None => loc,
-                }
-            };
-            match v {
-                Value::Encoded(e) => {
-                    if e.codec() == BYTES_CODEC {
-                        return Err(Error::InvalidDocument {
-                            location: here(path),
-                            reason: "the `bytes` codec label is reserved; use Value::Bytes".into(),
-                        });
-                    }
-                    let codec = codecs.get(e.codec()).ok_or_else(|| Error::UnknownCodec {
-                        codec: e.codec().to_string(),
-                        location: here(path),
-                    })?;
-                    codec.validate(e.bytes()).map_err(|reason| Error::Decode {
-                        codec: e.codec().to_string(),
-                        location: here(path),
-                        reason,
-                    })
-                }
-                Value::Array(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        let len = path.len();
-                        path.push_str(&format!(".{i}"));
-                        walk(codecs, item, path, index)?;
-                        path.truncate(len);
-                    }
-                    Ok(())
-                }
-                Value::Object(d) => {
-                    for (k, item) in d.iter() {
-                        let len = path.len();
-                        if !path.is_empty() {
-                            path.push('.');
-                        }
-                        path.push_str(k);
-                        walk(codecs, item, path, index)?;
-                        path.truncate(len);
-                    }
-                    Ok(())
-                }
-                _ => Ok(()),
-            }
-        }
-        let mut path = String::new();
-        for (k, v) in doc.iter() {
-            path.clear();
-            path.push_str(k);
-            walk(self, v, &mut path, index)?;
-        }
-        Ok(())
     }
 }
 

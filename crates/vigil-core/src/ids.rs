@@ -25,7 +25,13 @@ pub fn new_object_id() -> String {
     bytes[..4].copy_from_slice(&secs.to_be_bytes());
     bytes[4..9].copy_from_slice(process);
     bytes[9..].copy_from_slice(&count.to_be_bytes()[1..]);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(24);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// The fold of a document that does not name one.

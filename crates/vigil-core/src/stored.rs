@@ -16,7 +16,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
 
-use crate::codec::BYTES_CODEC;
+use crate::codec::{Codecs, BYTES_CODEC};
 use crate::error::Location;
 use crate::{names, Document, Encoded, Error, Result, Value, ID_FIELD};
 
@@ -31,59 +31,100 @@ pub struct StoredDocument {
     pub blobs: Vec<u8>,
 }
 
-/// Checks a document before it is stored: field names valid at every depth, floats finite,
-/// `_id` (when present) a non-empty string or an integer. `index` is its place in its batch.
-pub fn check_document(doc: &Document, index: Option<usize>) -> Result<()> {
-    let at = |path: String| {
-        let loc = Location::path(path);
-        match index {
-            Some(i) => loc.in_document(i),
-            None => loc,
-        }
-    };
-    fn walk(v: &Value, path: &str, at: &dyn Fn(String) -> Location) -> Result<()> {
-        match v {
-            Value::Float(f) if !f.is_finite() => Err(Error::InvalidDocument {
-                location: at(path.to_string()),
-                reason: format!("{f} cannot be stored (only finite floats)"),
-            }),
-            Value::Object(d) => d.iter().try_for_each(|(k, v)| {
-                let p = format!("{path}.{k}");
-                names::validate_field(k).map_err(|e| Error::InvalidDocument {
-                    location: at(p.clone()),
-                    reason: e.to_string(),
-                })?;
-                walk(v, &p, at)
-            }),
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, v)| walk(v, &format!("{path}.{i}"), at)),
-            _ => Ok(()),
-        }
-    }
+/// Checks a document before it is stored, in one walk: field names valid at every depth,
+/// floats finite, `_id` (when present) a non-empty string or an integer, and, given the
+/// codecs, every encoded value's codec registered and its bytes passing the codec's check.
+/// `index` is the document's place in its batch, for messages.
+pub fn check_document(doc: &Document, index: Option<usize>, codecs: Option<&Codecs>) -> Result<()> {
+    let check = Check { index, codecs };
     match doc.id() {
         Some(Value::String(s)) if !s.is_empty() => {}
-        Some(Value::Int(_)) => {}
+        Some(Value::Int(_)) | None => {}
         Some(other) => {
             return Err(Error::InvalidDocument {
-                location: at(ID_FIELD.into()),
+                location: check.at(ID_FIELD),
                 reason: format!(
                     "_id must be a non-empty string or an integer, found {}",
                     other.kind()
                 ),
             })
         }
-        None => {}
     }
-    for (k, v) in doc.iter() {
-        names::validate_field(k).map_err(|e| Error::InvalidDocument {
-            location: at(k.to_string()),
-            reason: e.to_string(),
-        })?;
-        walk(v, k, &at)?;
+    let mut path = String::new();
+    check.fields(doc, &mut path)
+}
+
+struct Check<'a> {
+    index: Option<usize>,
+    codecs: Option<&'a Codecs>,
+}
+
+impl Check<'_> {
+    fn at(&self, path: &str) -> Location {
+        let loc = Location::path(path);
+        match self.index {
+            Some(i) => loc.in_document(i),
+            None => loc,
+        }
     }
-    Ok(())
+
+    fn fields(&self, doc: &Document, path: &mut String) -> Result<()> {
+        for (k, v) in doc.iter() {
+            let len = path.len();
+            if len > 0 {
+                path.push('.');
+            }
+            path.push_str(k);
+            names::validate_field(k).map_err(|e| Error::InvalidDocument {
+                location: self.at(path),
+                reason: e.to_string(),
+            })?;
+            self.value(v, path)?;
+            path.truncate(len);
+        }
+        Ok(())
+    }
+
+    fn value(&self, v: &Value, path: &mut String) -> Result<()> {
+        match v {
+            Value::Float(f) if !f.is_finite() => Err(Error::InvalidDocument {
+                location: self.at(path),
+                reason: format!("{f} cannot be stored (only finite floats)"),
+            }),
+            Value::Object(d) => self.fields(d, path),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(&i.to_string());
+                    self.value(item, path)?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            Value::Encoded(e) => {
+                if e.codec() == BYTES_CODEC {
+                    return Err(Error::InvalidDocument {
+                        location: self.at(path),
+                        reason: "the `bytes` codec label is reserved; use Value::Bytes".into(),
+                    });
+                }
+                let Some(codecs) = self.codecs else {
+                    return Ok(());
+                };
+                let codec = codecs.get(e.codec()).ok_or_else(|| Error::UnknownCodec {
+                    codec: e.codec().to_string(),
+                    location: self.at(path),
+                })?;
+                codec.validate(e.bytes()).map_err(|reason| Error::Decode {
+                    codec: e.codec().to_string(),
+                    location: self.at(path),
+                    reason,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 struct Fields<'a> {

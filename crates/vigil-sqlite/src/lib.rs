@@ -112,9 +112,10 @@ fn blobs_param(blobs: Vec<u8>) -> SqlValue {
 }
 
 fn select(collection: &str, filter: &Filter) -> Sql {
-    let mut s = Sql::default();
-    s.text = format!("SELECT id, doc, blobs FROM {} WHERE ", table(collection));
-    sql::filter(filter, &mut s);
+    let s = Sql::with_filter(
+        format!("SELECT id, doc, blobs FROM {} WHERE ", table(collection)),
+        filter,
+    );
     s
 }
 
@@ -127,6 +128,45 @@ fn create_table(tx: &rusqlite::Transaction<'_>, collection: &str) -> Result<()> 
     tx.prepare_cached("INSERT OR IGNORE INTO vigil_collections (name) VALUES (?)")
         .and_then(|mut s| s.execute([collection]))
         .map_err(db_err("registering a collection"))?;
+    Ok(())
+}
+
+/// Batches below this size are encoded on the calling thread.
+const PIPELINE_MIN: usize = 256;
+/// Documents per chunk handed from the encoding thread to the writer.
+const PIPELINE_CHUNK: usize = 128;
+
+/// Inserts encoded rows as they arrive; the first error (encoding or SQL) ends the insert.
+fn insert_rows(
+    tx: &rusqlite::Transaction<'_>,
+    collection: &str,
+    chunks: impl IntoIterator<Item = Result<Vec<stored::StoredDocument>>>,
+) -> Result<()> {
+    create_table(tx, collection)?;
+    let sql = format!(
+        "INSERT INTO {} (id, doc, blobs) VALUES (?, ?, ?)",
+        table(collection)
+    );
+    let mut stmt = tx
+        .prepare_cached(&sql)
+        .map_err(db_err("preparing an insert"))?;
+    for rows in chunks {
+        for row in rows? {
+            let id = id_param(&row.id);
+            match stmt.execute(rusqlite::params![id, row.json, blobs_param(row.blobs)]) {
+                Ok(_) => {}
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    return Err(Error::DuplicateId {
+                        collection: collection.into(),
+                        id: row.id.to_json().to_string(),
+                    })
+                }
+                Err(e) => return Err(db_err("inserting a document")(e)),
+            }
+        }
+    }
     Ok(())
 }
 
@@ -153,9 +193,10 @@ impl SqliteBackend {
         filter: &Filter,
         many: bool,
     ) -> Result<Vec<i64>> {
-        let mut s = Sql::default();
-        s.text = format!("SELECT seq FROM {} WHERE ", table(collection));
-        sql::filter(filter, &mut s);
+        let mut s = Sql::with_filter(
+            format!("SELECT seq FROM {} WHERE ", table(collection)),
+            filter,
+        );
         s.text.push_str(if many {
             " ORDER BY seq"
         } else {
@@ -219,15 +260,23 @@ impl SqliteBackend {
 impl SqliteBackend {
     /// SQLite's query plan for counting what `filter` matches: shows whether an index is used.
     pub fn explain(&self, collection: &str, filter: &Filter) -> Result<Vec<String>> {
-        let mut s = Sql::default();
-        s.text = format!("EXPLAIN QUERY PLAN SELECT count(*) FROM {} WHERE ", table(collection));
-        sql::filter(filter, &mut s);
+        let s = Sql::with_filter(
+            format!(
+                "EXPLAIN QUERY PLAN SELECT count(*) FROM {} WHERE ",
+                table(collection)
+            ),
+            filter,
+        );
         // A fresh connection: EXPLAIN plans at prepare time, against the schema the connection
         // last loaded, and a pooled one may not have seen a new index yet.
         let conn = pool::open_connection(self.pool.path())?;
-        let mut stmt = conn.prepare(&s.text).map_err(db_err("explaining a filter"))?;
+        let mut stmt = conn
+            .prepare(&s.text)
+            .map_err(db_err("explaining a filter"))?;
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(s.params.iter()), |r| r.get::<_, String>(3))
+            .query_map(rusqlite::params_from_iter(s.params.iter()), |r| {
+                r.get::<_, String>(3)
+            })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(db_err("explaining a filter"))?;
         Ok(rows)
@@ -264,36 +313,25 @@ impl Backend for SqliteBackend {
     }
 
     fn insert(&self, collection: &str, docs: &[Document]) -> Result<()> {
-        // Encode before taking the write lock: it is the CPU-heavy part.
-        let rows = docs
-            .iter()
-            .map(stored::encode)
-            .collect::<Result<Vec<_>>>()?;
-        self.write("an insert", |tx| {
-            create_table(tx, collection)?;
-            let sql = format!(
-                "INSERT INTO {} (id, doc, blobs) VALUES (?, ?, ?)",
-                table(collection)
-            );
-            let mut stmt = tx
-                .prepare_cached(&sql)
-                .map_err(db_err("preparing an insert"))?;
-            for row in rows {
-                let id = id_param(&row.id);
-                match stmt.execute(rusqlite::params![id, row.json, blobs_param(row.blobs)]) {
-                    Ok(_) => {}
-                    Err(rusqlite::Error::SqliteFailure(f, _))
-                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                    {
-                        return Err(Error::DuplicateId {
-                            collection: collection.into(),
-                            id: row.id.to_json().to_string(),
-                        })
+        if docs.len() < PIPELINE_MIN {
+            let rows = docs.iter().map(stored::encode).collect::<Result<Vec<_>>>();
+            return self.write("an insert", |tx| insert_rows(tx, collection, [rows]));
+        }
+        // Large batches: a second thread encodes chunks while this one writes them, so
+        // encoding hides behind SQLite's own work. An error on either side ends both, and the
+        // transaction rolls back.
+        std::thread::scope(|s| {
+            let (send, receive) = std::sync::mpsc::sync_channel(4);
+            s.spawn(move || {
+                for chunk in docs.chunks(PIPELINE_CHUNK) {
+                    let rows = chunk.iter().map(stored::encode).collect::<Result<Vec<_>>>();
+                    let failed = rows.is_err();
+                    if send.send(rows).is_err() || failed {
+                        break;
                     }
-                    Err(e) => return Err(db_err("inserting a document")(e)),
                 }
-            }
-            Ok(())
+            });
+            self.write("an insert", |tx| insert_rows(tx, collection, receive))
         })
     }
 
@@ -310,9 +348,11 @@ impl Backend for SqliteBackend {
         if query.limit.is_some_and(|l| l <= 64) {
             let docs = cursor::collect(&reader, &s, collection)?;
             let projection = query.projection.clone();
-            return Ok(Box::new(docs.into_iter().map(move |d| match (&projection, d) {
-                (Some(p), Ok(d)) => Ok(p.apply(d)),
-                (_, d) => d,
+            return Ok(Box::new(docs.into_iter().map(move |d| {
+                match (&projection, d) {
+                    (Some(p), Ok(d)) => Ok(p.apply(d)),
+                    (_, d) => d,
+                }
             })));
         }
         Ok(cursor::stream(
@@ -324,9 +364,10 @@ impl Backend for SqliteBackend {
     }
 
     fn count(&self, collection: &str, filter: &Filter) -> Result<u64> {
-        let mut s = Sql::default();
-        s.text = format!("SELECT count(*) FROM {} WHERE ", table(collection));
-        sql::filter(filter, &mut s);
+        let s = Sql::with_filter(
+            format!("SELECT count(*) FROM {} WHERE ", table(collection)),
+            filter,
+        );
         let reader = self.pool.reader()?;
         let mut stmt = match reader.prepare_cached(&s.text) {
             Ok(stmt) => stmt,
@@ -354,7 +395,7 @@ impl Backend for SqliteBackend {
                 let new = update.apply(&old)?;
                 outcome.matched += 1;
                 if new != old {
-                    stored::check_document(&new, None)?;
+                    stored::check_document(&new, None, None)?;
                     Self::store(tx, collection, seq, &new)?;
                     outcome.modified += 1;
                 }
@@ -403,17 +444,17 @@ impl Backend for SqliteBackend {
 
     fn delete(&self, collection: &str, filter: &Filter, many: bool) -> Result<u64> {
         self.write("a delete", |tx| {
-            let mut s = Sql::default();
             let t = table(collection);
-            s.text = if many {
-                format!("DELETE FROM {t} WHERE ")
+            let s = if many {
+                Sql::with_filter(format!("DELETE FROM {t} WHERE "), filter)
             } else {
-                format!("DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} WHERE ")
-            };
-            sql::filter(filter, &mut s);
-            if !many {
+                let mut s = Sql::with_filter(
+                    format!("DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} WHERE "),
+                    filter,
+                );
                 s.text.push_str(" ORDER BY seq LIMIT 1)");
-            }
+                s
+            };
             match tx.execute(&s.text, rusqlite::params_from_iter(s.params.iter())) {
                 Ok(n) => Ok(n as u64),
                 Err(e) if is_missing_table(&e) => Ok(0),
@@ -428,11 +469,13 @@ impl Backend for SqliteBackend {
         }
         self.write("creating an index", |tx| {
             create_table(tx, collection)?;
+            // The JSON type is the second key, so type-checked filters (and counts) are
+            // answered from the index alone.
+            let (value, kind) = sql::index_expressions(path);
             tx.execute_batch(&format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({value}, {kind})",
                 index_name(collection, path),
                 table(collection),
-                sql::index_expression(path)
             ))
             .map_err(db_err(format!("indexing `{path}` of `{collection}`")))
         })

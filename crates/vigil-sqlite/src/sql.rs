@@ -15,6 +15,16 @@ pub(crate) struct Sql {
 }
 
 impl Sql {
+    /// `prefix` (e.g. `SELECT … WHERE `) followed by the compiled filter.
+    pub fn with_filter(prefix: String, f: &Filter) -> Sql {
+        let mut s = Sql {
+            text: prefix,
+            params: Vec::new(),
+        };
+        filter(f, &mut s);
+        s
+    }
+
     fn push(&mut self, s: &str) {
         self.text.push_str(s);
     }
@@ -59,9 +69,11 @@ pub(crate) fn accessor(path: &FieldPath) -> Accessor {
     }
 }
 
-/// The expression an index on `path` is built over; must equal what filters use.
-pub(crate) fn index_expression(path: &FieldPath) -> String {
-    accessor(path).value
+/// The expressions an index on `path` is built over (value, JSON type); they must be the very
+/// text filters use, or SQLite will not match them.
+pub(crate) fn index_expressions(path: &FieldPath) -> (String, String) {
+    let a = accessor(path);
+    (a.value, a.kind)
 }
 
 fn scalar(v: &Json) -> Option<SqlValue> {

@@ -7,7 +7,9 @@ use vigil_core::{Backend, Document, Error, FieldPath, Filter, FindQuery, Value};
 use vigil_sqlite::SqliteBackend;
 
 fn digit_png(seed: u8) -> Value {
-    let img = image::GrayImage::from_fn(28, 28, |x, y| image::Luma([(x as u8).wrapping_mul(seed) ^ y as u8]));
+    let img = image::GrayImage::from_fn(28, 28, |x, y| {
+        image::Luma([(x as u8).wrapping_mul(seed) ^ y as u8])
+    });
     Value::image(&image::DynamicImage::ImageLuma8(img)).unwrap()
 }
 
@@ -32,11 +34,16 @@ fn images_are_raw_blobs_next_to_json_and_survive_reopening() {
     let path = dir.path().join("store.db");
     {
         let b = SqliteBackend::open(&path).unwrap();
-        b.insert("mnist", &(0..20).map(doc).collect::<Vec<_>>()).unwrap();
+        b.insert("mnist", &(0..20).map(doc).collect::<Vec<_>>())
+            .unwrap();
     }
     let raw = Connection::open(&path).unwrap();
     let (kind, json, blob): (String, String, Vec<u8>) = raw
-        .query_row("SELECT typeof(blobs), doc, blobs FROM mnist WHERE id = 'd3'", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row(
+            "SELECT typeof(blobs), doc, blobs FROM mnist WHERE id = 'd3'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
     assert_eq!(kind, "blob");
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -44,7 +51,10 @@ fn images_are_raw_blobs_next_to_json_and_survive_reopening() {
         Value::Encoded(e) => e.bytes().len(),
         _ => unreachable!(),
     };
-    assert_eq!(parsed, json!({"img": {"$codec": "image/png", "$blob": [0, len]}, "class": 3, "_fold": "train"}));
+    assert_eq!(
+        parsed,
+        json!({"img": {"$codec": "image/png", "$blob": [0, len]}, "class": 3, "_fold": "train"})
+    );
     assert!(!json.contains("iVBOR"), "no base64 PNG inside the JSON");
     assert_eq!(&blob[..8], b"\x89PNG\r\n\x1a\n");
     let b = SqliteBackend::open(&path).unwrap();
@@ -58,7 +68,9 @@ fn a_plain_sqlite_client_can_write_the_documented_format() {
     let path = dir.path().join("store.db");
     let b = SqliteBackend::open(&path).unwrap();
     b.insert("mnist", &[doc(1)]).unwrap();
-    let Value::Encoded(png) = digit_png(9) else { unreachable!() };
+    let Value::Encoded(png) = digit_png(9) else {
+        unreachable!()
+    };
     let raw = Connection::open(&path).unwrap();
     let doc_json = format!(
         r#"{{"img":{{"$codec":"image/png","$blob":[4,{}]}},"class":9,"raw":{{"$codec":"bytes","$blob":[0,4]}}}}"#,
@@ -66,7 +78,11 @@ fn a_plain_sqlite_client_can_write_the_documented_format() {
     );
     let mut blobs = b"RAW!".to_vec();
     blobs.extend_from_slice(png.bytes());
-    raw.execute("INSERT INTO mnist (id, doc, blobs) VALUES ('from-sql', ?1, ?2)", rusqlite::params![doc_json, blobs]).unwrap();
+    raw.execute(
+        "INSERT INTO mnist (id, doc, blobs) VALUES ('from-sql', ?1, ?2)",
+        rusqlite::params![doc_json, blobs],
+    )
+    .unwrap();
     let found = find_all(&b, json!({"class": 9}));
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id(), Some(&Value::String("from-sql".into())));
@@ -77,17 +93,29 @@ fn a_plain_sqlite_client_can_write_the_documented_format() {
 #[test]
 fn filters_use_indexes_once_created() {
     let b = SqliteBackend::ephemeral().unwrap();
-    b.insert("mnist", &(0..200).map(doc).collect::<Vec<_>>()).unwrap();
+    b.insert("mnist", &(0..200).map(doc).collect::<Vec<_>>())
+        .unwrap();
     let filter = Filter::parse(&json!({"class": 3})).unwrap();
     let before = b.explain("mnist", &filter).unwrap().join("\n");
     assert!(before.contains("SCAN"), "{before}");
-    b.create_index("mnist", &FieldPath::parse("class").unwrap()).unwrap();
+    b.create_index("mnist", &FieldPath::parse("class").unwrap())
+        .unwrap();
     let after = b.explain("mnist", &filter).unwrap().join("\n");
     assert!(after.contains("USING INDEX mnist$class"), "{after}");
     let range = Filter::parse(&json!({"class": {"$gte": 3, "$lt": 5}})).unwrap();
-    assert!(b.explain("mnist", &range).unwrap().join("\n").contains("USING INDEX"));
+    assert!(b
+        .explain("mnist", &range)
+        .unwrap()
+        .join("\n")
+        .contains("USING INDEX"));
     let by_id = Filter::parse(&json!({"_id": "d7"})).unwrap();
-    assert!(b.explain("mnist", &by_id).unwrap().join("\n").contains("USING"), "lookups by _id use its unique index");
+    assert!(
+        b.explain("mnist", &by_id)
+            .unwrap()
+            .join("\n")
+            .contains("USING"),
+        "lookups by _id use its unique index"
+    );
     assert_eq!(b.count("mnist", &filter).unwrap(), 20);
 }
 
@@ -99,13 +127,25 @@ fn corrupt_rows_are_errors_naming_the_collection() {
     b.insert("mnist", &[doc(1), doc(2)]).unwrap();
     let raw = Connection::open(&path).unwrap();
     raw.execute("UPDATE mnist SET doc = '{\"img\":{\"$codec\":\"image/png\",\"$blob\":[0,999999]}}' WHERE id = 'd2'", []).unwrap();
-    let results: Vec<_> = b.find("mnist", &FindQuery::new(Filter::all())).unwrap().collect();
+    let results: Vec<_> = b
+        .find("mnist", &FindQuery::new(Filter::all()))
+        .unwrap()
+        .collect();
     assert!(results[0].is_ok());
     let err = results[1].as_ref().unwrap_err();
-    assert!(matches!(err, Error::Corrupt { collection, .. } if collection == "mnist"), "{err}");
+    assert!(
+        matches!(err, Error::Corrupt { collection, .. } if collection == "mnist"),
+        "{err}"
+    );
     assert!(err.to_string().contains("blob range"), "{err}");
-    raw.execute("UPDATE mnist SET doc = 'not json' WHERE id = 'd2'", []).unwrap();
-    let err = b.find("mnist", &FindQuery::new(Filter::all())).unwrap().nth(1).unwrap().unwrap_err();
+    raw.execute("UPDATE mnist SET doc = 'not json' WHERE id = 'd2'", [])
+        .unwrap();
+    let err = b
+        .find("mnist", &FindQuery::new(Filter::all()))
+        .unwrap()
+        .nth(1)
+        .unwrap()
+        .unwrap_err();
     assert!(err.to_string().contains("\"d2\""), "{err}");
 }
 
@@ -115,8 +155,10 @@ fn two_handles_on_one_file_see_each_others_writes() {
     let path = dir.path().join("shared.db");
     let a = SqliteBackend::open(&path).unwrap();
     let b = SqliteBackend::open(&path).unwrap();
-    a.insert("mnist", &(0..10).map(doc).collect::<Vec<_>>()).unwrap();
-    b.insert("mnist", &(10..20).map(doc).collect::<Vec<_>>()).unwrap();
+    a.insert("mnist", &(0..10).map(doc).collect::<Vec<_>>())
+        .unwrap();
+    b.insert("mnist", &(10..20).map(doc).collect::<Vec<_>>())
+        .unwrap();
     assert_eq!(a.count("mnist", &Filter::all()).unwrap(), 20);
     assert_eq!(b.list_collections().unwrap(), ["mnist"]);
     let dup = b.insert("mnist", &[doc(5)]).unwrap_err();

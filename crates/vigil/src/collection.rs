@@ -5,8 +5,8 @@ use vigil_core::ids::new_object_id;
 use vigil_core::query::parse_sort;
 use vigil_core::update::UpdateOp;
 use vigil_core::{
-    stored, Document, DocumentStream, Error, FieldPath, Filter, FindQuery, Projection, Result,
-    Update, UpdateOutcome, Value, FOLD_FIELD, ID_FIELD,
+    stored, Codecs, Document, DocumentStream, Error, FieldPath, Filter, FindQuery, Projection,
+    Result, Update, UpdateOutcome, Value, FOLD_FIELD, ID_FIELD,
 };
 
 use crate::Datalayer;
@@ -27,6 +27,37 @@ impl IntoDocument for Json {
     fn into_document(self) -> Result<Document> {
         Document::try_from(self)
     }
+}
+
+/// Below this many documents a batch is checked on the calling thread.
+const PARALLEL_CHECK_MIN: usize = 512;
+
+/// Checks every document of a batch, on up to four threads for large batches; the error
+/// reported is the first bad document's, as if checked in order.
+fn check_in_parallel(docs: &[Document], codecs: &Codecs) -> Result<()> {
+    let check = |offset: usize, part: &[Document]| -> Result<()> {
+        part.iter()
+            .enumerate()
+            .try_for_each(|(i, d)| stored::check_document(d, Some(offset + i), Some(codecs)))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if docs.len() < PARALLEL_CHECK_MIN || threads == 1 {
+        return check(0, docs);
+    }
+    let size = docs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = docs
+            .chunks(size)
+            .enumerate()
+            .map(|(n, part)| s.spawn(move || check(n * size, part)))
+            .collect();
+        handles
+            .into_iter()
+            // A check never panics on any input; a panic here is a bug worth propagating.
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect::<Result<Vec<()>>>()
+            .map(|_| ())
+    })
 }
 
 /// A named set of documents. Get one with [`Datalayer::collection`].
@@ -79,10 +110,10 @@ impl Collection {
                     })
                 }
             }
-            stored::check_document(&doc, Some(i))?;
-            self.db.with_codecs(|c| c.validate(&doc, Some(i)))?;
             prepared.push(doc);
         }
+        self.db
+            .with_codecs(|codecs| check_in_parallel(&prepared, codecs))?;
         self.db.backend().insert(&self.name, &prepared)?;
         Ok(prepared
             .into_iter()
@@ -137,8 +168,8 @@ impl Collection {
                 set.insert(path.dotted().replace('.', "_"), value.clone());
             }
         }
-        stored::check_document(&set, None)?;
-        self.db.with_codecs(|c| c.validate(&set, None))?;
+        self.db
+            .with_codecs(|c| stored::check_document(&set, None, Some(c)))?;
         self.db.backend().update(&self.name, &filter, &update, many)
     }
 
@@ -146,8 +177,8 @@ impl Collection {
     pub fn replace_one(&self, filter: Json, doc: impl IntoDocument) -> Result<UpdateOutcome> {
         let filter = Filter::parse(&filter)?;
         let doc = doc.into_document()?;
-        stored::check_document(&doc, None)?;
-        self.db.with_codecs(|c| c.validate(&doc, None))?;
+        self.db
+            .with_codecs(|c| stored::check_document(&doc, None, Some(c)))?;
         self.db.backend().replace_one(&self.name, &filter, &doc)
     }
 

@@ -27,12 +27,23 @@ fn reads_the_10000_digits_with_the_documented_class_counts() {
         let digit = digit.unwrap();
         assert_eq!(digit.image.dimensions(), (28, 28));
         counts[digit.label as usize] += 1;
-        ink += digit.image.as_raw().iter().map(|&p| u64::from(p)).sum::<u64>();
+        ink += digit
+            .image
+            .as_raw()
+            .iter()
+            .map(|&p| u64::from(p))
+            .sum::<u64>();
     }
     // From data/mnist/README.md.
-    assert_eq!(counts, [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]);
+    assert_eq!(
+        counts,
+        [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
+    );
     let mean = ink as f64 / (10_000.0 * 784.0) / 255.0;
-    assert!((0.11..0.15).contains(&mean), "mean pixel {mean}, MNIST's is about 0.13");
+    assert!(
+        (0.11..0.15).contains(&mean),
+        "mean pixel {mean}, MNIST's is about 0.13"
+    );
 }
 
 #[test]
@@ -42,10 +53,17 @@ fn plain_and_gzipped_files_give_the_same_digits() {
     let labels = dir.path().join("digits-labels-idx1-ubyte");
     std::fs::write(&images, gunzip("digits-images-idx3-ubyte.gz")).unwrap();
     std::fs::write(&labels, gunzip("digits-labels-idx1-ubyte.gz")).unwrap();
-    let plain: Vec<_> = Digits::open(&images, &labels).unwrap().map(Result::unwrap).collect();
+    let plain: Vec<_> = Digits::open(&images, &labels)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let gz: Vec<_> = read_dir(data()).unwrap().map(Result::unwrap).collect();
     assert_eq!(plain, gz);
-    assert_eq!(read_dir(dir.path()).unwrap().count(), 10_000, "plain files are found by name too");
+    assert_eq!(
+        read_dir(dir.path()).unwrap().count(),
+        10_000,
+        "plain files are found by name too"
+    );
 }
 
 #[test]
@@ -62,12 +80,24 @@ fn broken_files_are_errors_naming_the_file() {
     // Truncated in the middle of digit #10.
     let cut = write("cut-images-idx3-ubyte", &images[..16 + 784 * 10 + 100]);
     let results: Vec<_> = Digits::open(&cut, &good_labels).unwrap().collect();
-    assert_eq!(results.len(), 11, "ten digits, then the error, then nothing");
+    assert_eq!(
+        results.len(),
+        11,
+        "ten digits, then the error, then nothing"
+    );
     let err = results[10].as_ref().unwrap_err().to_string();
-    assert!(err.contains("cut-images-idx3-ubyte") && err.contains("digit #10"), "{err}");
+    assert!(
+        err.contains("cut-images-idx3-ubyte") && err.contains("digit #10"),
+        "{err}"
+    );
     // Labels given as images.
-    let err = Digits::open(&good_labels, &good_labels).unwrap_err().to_string();
-    assert!(err.contains("IDX magic 0x00000801, expected 0x00000803"), "{err}");
+    let err = Digits::open(&good_labels, &good_labels)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("IDX magic 0x00000801, expected 0x00000803"),
+        "{err}"
+    );
     // Counts that disagree.
     let mut fewer = labels.clone();
     fewer[4..8].copy_from_slice(&5u32.to_be_bytes());

@@ -8,39 +8,100 @@ use crate::Factory;
 /// Indexes are created once, listed, and leave every answer unchanged.
 pub fn indexes_are_listed_and_queries_stay_correct(factory: &Factory) {
     let (_db, mnist) = with_digits(factory, 3000);
-    let before: Vec<u64> = (0..10).map(|c| mnist.count(json!({"class": c})).unwrap()).collect();
-    let before_range = mnist.count(json!({"class": {"$gte": 3, "$lt": 8}, "_fold": "train"})).unwrap();
+    let before: Vec<u64> = (0..10)
+        .map(|c| mnist.count(json!({"class": c})).unwrap())
+        .collect();
+    let before_range = mnist
+        .count(json!({"class": {"$gte": 3, "$lt": 8}, "_fold": "train"}))
+        .unwrap();
     mnist.create_index("class").unwrap();
     mnist.create_index("class").unwrap();
     mnist.create_index("_fold").unwrap();
     mnist.create_index("_id").unwrap();
-    let listed: Vec<String> = mnist.list_indexes().unwrap().iter().map(|p| p.dotted()).collect();
+    let listed: Vec<String> = mnist
+        .list_indexes()
+        .unwrap()
+        .iter()
+        .map(|p| p.dotted())
+        .collect();
     assert_eq!(listed, ["_fold", "class"]);
-    let after: Vec<u64> = (0..10).map(|c| mnist.count(json!({"class": c})).unwrap()).collect();
+    let after: Vec<u64> = (0..10)
+        .map(|c| mnist.count(json!({"class": c})).unwrap())
+        .collect();
     assert_eq!(after, before);
-    let expected: Vec<u64> = (0..10).map(|c| labels(3000).iter().filter(|&&l| l == c).count() as u64).collect();
+    let expected: Vec<u64> = (0..10)
+        .map(|c| labels(3000).iter().filter(|&&l| l == c).count() as u64)
+        .collect();
     assert_eq!(after, expected);
-    assert_eq!(mnist.count(json!({"class": {"$gte": 3, "$lt": 8}, "_fold": "train"})).unwrap(), before_range);
-    assert!(matches!(mnist.create_index("bad path!"), Err(Error::InvalidName { .. })));
+    assert_eq!(
+        mnist
+            .count(json!({"class": {"$gte": 3, "$lt": 8}, "_fold": "train"}))
+            .unwrap(),
+        before_range
+    );
+    assert!(matches!(
+        mnist.create_index("bad path!"),
+        Err(Error::InvalidName { .. })
+    ));
 }
 
 /// Collections appear on first insert, are listed sorted, and drop with their documents.
 pub fn collections_are_listed_dropped_and_validated(factory: &Factory) {
     let db = fresh(factory);
     assert!(db.list_collections().unwrap().is_empty());
-    db.collection("zeta").unwrap().insert_one(json!({"a": 1})).unwrap();
-    db.collection("alpha").unwrap().insert_one(json!({"a": 1})).unwrap();
-    db.collection("Mixed_Case9").unwrap().insert_one(json!({"a": 1})).unwrap();
-    assert_eq!(db.list_collections().unwrap(), ["Mixed_Case9", "alpha", "zeta"]);
+    db.collection("zeta")
+        .unwrap()
+        .insert_one(json!({"a": 1}))
+        .unwrap();
+    db.collection("alpha")
+        .unwrap()
+        .insert_one(json!({"a": 1}))
+        .unwrap();
+    db.collection("Mixed_Case9")
+        .unwrap()
+        .insert_one(json!({"a": 1}))
+        .unwrap();
+    assert_eq!(
+        db.list_collections().unwrap(),
+        ["Mixed_Case9", "alpha", "zeta"]
+    );
     assert!(db.drop_collection("zeta").unwrap());
     assert!(!db.drop_collection("zeta").unwrap());
     assert_eq!(db.list_collections().unwrap(), ["Mixed_Case9", "alpha"]);
     assert_eq!(db.collection("zeta").unwrap().count(json!({})).unwrap(), 0);
-    db.collection("zeta").unwrap().insert_one(json!({"a": 2})).unwrap();
-    assert_eq!(db.collection("zeta").unwrap().count(json!({"a": 2})).unwrap(), 1);
-    for bad in ["", "1abc", "a-b", "a b", "vigil_jobs", "sqlite_master", "pg_class", "a\"b", &"x".repeat(49)] {
+    db.collection("zeta")
+        .unwrap()
+        .insert_one(json!({"a": 2}))
+        .unwrap();
+    assert_eq!(
+        db.collection("zeta")
+            .unwrap()
+            .count(json!({"a": 2}))
+            .unwrap(),
+        1
+    );
+    for bad in [
+        "",
+        "1abc",
+        "a-b",
+        "a b",
+        "vigil_jobs",
+        "sqlite_master",
+        "pg_class",
+        "a\"b",
+        &"x".repeat(49),
+    ] {
         let err = db.collection(bad).unwrap_err();
-        assert!(matches!(&err, Error::InvalidName { kind: "collection", .. }), "{bad:?}: {err}");
+        assert!(
+            matches!(
+                &err,
+                Error::InvalidName {
+                    kind: "collection",
+                    ..
+                }
+            ),
+            "{bad:?}: {err}"
+        );
         assert!(db.drop_collection(bad).is_err());
     }
 }
@@ -59,12 +120,33 @@ pub fn hostile_names_and_values_are_safe(factory: &Factory) {
     for name in hostile_names {
         assert!(db.collection(name).is_err(), "{name:?} accepted");
     }
-    let hostile_fields = ["a'b", "a\"b", "a]b", "$gt", "a b", "a;b", "a.b.", "' OR 1=1 --"];
+    let hostile_fields = [
+        "a'b",
+        "a\"b",
+        "a]b",
+        "$gt",
+        "a b",
+        "a;b",
+        "a.b.",
+        "' OR 1=1 --",
+    ];
     for field in hostile_fields {
-        let err = mnist.insert_one(Document::new().with(field, 1)).unwrap_err();
-        assert!(matches!(err, Error::InvalidDocument { .. }), "{field:?}: {err}");
-        assert!(mnist.count(json!({ field: 1 })).is_err(), "filter on {field:?} accepted");
-        assert!(mnist.find(json!({})).sort(json!({ field: 1 })).run().is_err());
+        let err = mnist
+            .insert_one(Document::new().with(field, 1))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidDocument { .. }),
+            "{field:?}: {err}"
+        );
+        assert!(
+            mnist.count(json!({ field: 1 })).is_err(),
+            "filter on {field:?} accepted"
+        );
+        assert!(mnist
+            .find(json!({}))
+            .sort(json!({ field: 1 }))
+            .run()
+            .is_err());
         assert!(mnist.create_index(field).is_err());
     }
     let hostile_values = [
@@ -77,7 +159,14 @@ pub fn hostile_names_and_values_are_safe(factory: &Factory) {
     ];
     let hostile = db.collection("hostile").unwrap();
     for (i, v) in hostile_values.iter().enumerate() {
-        hostile.insert_one(Document::new().with("_id", *v).with("v", *v).with("i", i as i64)).unwrap();
+        hostile
+            .insert_one(
+                Document::new()
+                    .with("_id", *v)
+                    .with("v", *v)
+                    .with("i", i as i64),
+            )
+            .unwrap();
     }
     for (i, v) in hostile_values.iter().enumerate() {
         let found = hostile.find_one(json!({"v": v})).unwrap().unwrap();
@@ -86,8 +175,15 @@ pub fn hostile_names_and_values_are_safe(factory: &Factory) {
         assert_eq!(hostile.count(json!({"v": {"$in": [v]}})).unwrap(), 1);
         assert_eq!(hostile.count(json!({"_id": v})).unwrap(), 1);
     }
-    assert_eq!(hostile.count(json!({"v": {"$gt": "'"}})).unwrap(), hostile_values.iter().filter(|v| **v > "'").count() as u64);
-    assert_eq!(mnist.count(json!({})).unwrap(), 50, "the other collection is intact");
+    assert_eq!(
+        hostile.count(json!({"v": {"$gt": "'"}})).unwrap(),
+        hostile_values.iter().filter(|v| **v > "'").count() as u64
+    );
+    assert_eq!(
+        mnist.count(json!({})).unwrap(),
+        50,
+        "the other collection is intact"
+    );
     assert_eq!(db.list_collections().unwrap(), ["hostile", "mnist"]);
 }
 
@@ -99,7 +195,16 @@ pub fn missing_collections_read_as_empty(factory: &Factory) {
     assert!(ghost.find_one(json!({})).unwrap().is_none());
     assert_eq!(ghost.find(json!({})).run().unwrap().count(), 0);
     assert_eq!(ghost.delete_many(json!({})).unwrap(), 0);
-    assert_eq!(ghost.update_many(json!({}), json!({"$set": {"a": 1}})).unwrap().matched, 0);
+    assert_eq!(
+        ghost
+            .update_many(json!({}), json!({"$set": {"a": 1}}))
+            .unwrap()
+            .matched,
+        0
+    );
     assert!(ghost.list_indexes().unwrap().is_empty());
-    assert!(db.list_collections().unwrap().is_empty(), "reads create nothing");
+    assert!(
+        db.list_collections().unwrap().is_empty(),
+        "reads create nothing"
+    );
 }

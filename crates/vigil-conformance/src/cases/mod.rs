@@ -29,5 +29,8 @@ pub(crate) fn with_digits(factory: &Factory, n: usize) -> (vigil::Datalayer, vig
 
 /// The labels of the first `n` digits.
 pub(crate) fn labels(n: usize) -> Vec<i64> {
-    crate::data::digits()[..n].iter().map(|d| i64::from(d.label)).collect()
+    crate::data::digits()[..n]
+        .iter()
+        .map(|d| i64::from(d.label))
+        .collect()
 }

@@ -15,34 +15,60 @@ pub fn ids_are_kept_or_generated(factory: &Factory) {
     let ids = coll.insert_many(docs).unwrap();
     assert_eq!(ids[0], Value::String("digit-0".into()));
     assert_eq!(ids[1], Value::Int(42));
-    let generated: std::collections::HashSet<String> =
-        ids[2..].iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let generated: std::collections::HashSet<String> = ids[2..]
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(generated.len(), 48, "generated ids are distinct");
-    assert!(generated.iter().all(|id| id.len() == 24 && id.chars().all(|c| c.is_ascii_hexdigit())));
+    assert!(generated
+        .iter()
+        .all(|id| id.len() == 24 && id.chars().all(|c| c.is_ascii_hexdigit())));
     let found = coll.find_one(json!({"_id": 42})).unwrap().unwrap();
     assert_eq!(found.id(), Some(&Value::Int(42)));
     assert_eq!(found.get("class"), Some(&Value::Int(labels(2)[1])));
-    assert!(coll.find_one(json!({"_id": "42"})).unwrap().is_none(), "42 and \"42\" are different ids");
+    assert!(
+        coll.find_one(json!({"_id": "42"})).unwrap().is_none(),
+        "42 and \"42\" are different ids"
+    );
     let bad = Document::new().with("_id", 1.5f64);
-    assert!(matches!(coll.insert_one(bad), Err(Error::InvalidDocument { .. })));
+    assert!(matches!(
+        coll.insert_one(bad),
+        Err(Error::InvalidDocument { .. })
+    ));
 }
 
 /// A duplicate `_id`, against the collection or inside the batch, stores nothing.
 pub fn duplicate_ids_roll_back_the_whole_batch(factory: &Factory) {
     let db = fresh(factory);
     let coll = db.collection("dups").unwrap();
-    coll.insert_one(Document::new().with("_id", "a").with("v", 1)).unwrap();
+    coll.insert_one(Document::new().with("_id", "a").with("v", 1))
+        .unwrap();
     let batch = vec![
         Document::new().with("_id", "b"),
         Document::new().with("_id", "a").with("v", 2),
         Document::new().with("_id", "c"),
     ];
     let err = coll.insert_many(batch).unwrap_err();
-    assert!(matches!(&err, Error::DuplicateId { collection, id } if collection == "dups" && id == "\"a\""), "{err}");
-    let batch = vec![Document::new().with("_id", "x"), Document::new().with("_id", "x")];
-    assert!(matches!(coll.insert_many(batch), Err(Error::DuplicateId { .. })));
+    assert!(
+        matches!(&err, Error::DuplicateId { collection, id } if collection == "dups" && id == "\"a\""),
+        "{err}"
+    );
+    let batch = vec![
+        Document::new().with("_id", "x"),
+        Document::new().with("_id", "x"),
+    ];
+    assert!(matches!(
+        coll.insert_many(batch),
+        Err(Error::DuplicateId { .. })
+    ));
     assert_eq!(coll.count(json!({})).unwrap(), 1);
-    assert_eq!(coll.find_one(json!({"_id": "a"})).unwrap().unwrap().get("v"), Some(&Value::Int(1)));
+    assert_eq!(
+        coll.find_one(json!({"_id": "a"}))
+            .unwrap()
+            .unwrap()
+            .get("v"),
+        Some(&Value::Int(1))
+    );
 }
 
 /// One malformed document in a batch — bytes that are not PNG, a NaN, a bad field name —
@@ -50,10 +76,28 @@ pub fn duplicate_ids_roll_back_the_whole_batch(factory: &Factory) {
 pub fn bad_documents_roll_back_the_whole_batch(factory: &Factory) {
     let (_db, mnist) = with_digits(factory, 100);
     let cases: Vec<(Document, &str)> = vec![
-        (Document::new().with("img", Encoded::new("image/png", b"definitely not a png".to_vec())), "not decode as `image/png`"),
-        (Document::new().with("img", Encoded::new("tensor", b"VT1\x01\x01\x05\0\0\0\0\0\0\0abc".to_vec())), "not decode as `tensor`"),
-        (Document::new().with("score", f64::NAN), "only finite floats"),
-        (Document::new().with("meta", Document::new().with("bad.key", 1)), "meta.bad.key"),
+        (
+            Document::new().with(
+                "img",
+                Encoded::new("image/png", b"definitely not a png".to_vec()),
+            ),
+            "not decode as `image/png`",
+        ),
+        (
+            Document::new().with(
+                "img",
+                Encoded::new("tensor", b"VT1\x01\x01\x05\0\0\0\0\0\0\0abc".to_vec()),
+            ),
+            "not decode as `tensor`",
+        ),
+        (
+            Document::new().with("score", f64::NAN),
+            "only finite floats",
+        ),
+        (
+            Document::new().with("meta", Document::new().with("bad.key", 1)),
+            "meta.bad.key",
+        ),
         (Document::new().with("$where", 1), "$where"),
         (Document::new().with("_fold", 3), "_fold must be a string"),
     ];
@@ -63,7 +107,11 @@ pub fn bad_documents_roll_back_the_whole_batch(factory: &Factory) {
         let err = mnist.insert_many(batch).unwrap_err().to_string();
         assert!(err.contains(expected), "{err} should mention {expected}");
         assert!(err.contains("document #3"), "{err} should name document #3");
-        assert_eq!(mnist.count(json!({})).unwrap(), 100, "nothing of the batch was stored");
+        assert_eq!(
+            mnist.count(json!({})).unwrap(),
+            100,
+            "nothing of the batch was stored"
+        );
     }
 }
 
@@ -73,24 +121,51 @@ pub fn folds_follow_the_probability_and_the_seed(factory: &Factory) {
     let folds = |options: Options, n: usize| -> Vec<String> {
         let db = factory(options);
         let coll = db.collection("folds").unwrap();
-        let docs: Vec<Document> = labels(n).into_iter().map(|c| Document::new().with("class", c)).collect();
+        let docs: Vec<Document> = labels(n)
+            .into_iter()
+            .map(|c| Document::new().with("class", c))
+            .collect();
         coll.insert_many(docs).unwrap();
-        coll.find(json!({})).run().unwrap()
-            .map(|d| d.unwrap().get("_fold").unwrap().as_str().unwrap().to_string())
+        coll.find(json!({}))
+            .run()
+            .unwrap()
+            .map(|d| {
+                d.unwrap()
+                    .get("_fold")
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     };
     let a = folds(Options::new().seed(1), 10_000);
     let valid = a.iter().filter(|f| *f == "valid").count();
-    assert!((350..=650).contains(&valid), "{valid} of 10,000 valid, expected about 500");
+    assert!(
+        (350..=650).contains(&valid),
+        "{valid} of 10,000 valid, expected about 500"
+    );
     assert!(a.iter().all(|f| f == "valid" || f == "train"));
-    assert_eq!(a, folds(Options::new().seed(1), 10_000), "same seed, same folds");
-    assert_ne!(a, folds(Options::new().seed(2), 10_000), "another seed, other folds");
+    assert_eq!(
+        a,
+        folds(Options::new().seed(1), 10_000),
+        "same seed, same folds"
+    );
+    assert_ne!(
+        a,
+        folds(Options::new().seed(2), 10_000),
+        "another seed, other folds"
+    );
     let half = folds(Options::new().seed(1).valid_probability(0.5), 2000);
     let valid = half.iter().filter(|f| *f == "valid").count();
-    assert!((850..=1150).contains(&valid), "{valid} of 2,000 valid at p=0.5");
+    assert!(
+        (850..=1150).contains(&valid),
+        "{valid} of 2,000 valid at p=0.5"
+    );
     let db = fresh(factory);
     let coll = db.collection("own").unwrap();
-    coll.insert_one(Document::new().with("_fold", "test")).unwrap();
+    coll.insert_one(Document::new().with("_fold", "test"))
+        .unwrap();
     assert_eq!(coll.count(json!({"_fold": "test"})).unwrap(), 1);
 }
 
@@ -98,38 +173,96 @@ pub fn folds_follow_the_probability_and_the_seed(factory: &Factory) {
 pub fn updates_set_unset_inc(factory: &Factory) {
     let (_db, mnist) = with_digits(factory, 300);
     let sevens = labels(300).iter().filter(|&&c| c == 7).count() as u64;
-    let out = mnist.update_many(json!({"class": 7}), json!({"$set": {"checked": true, "meta.by": "test"}, "$inc": {"views": 2}})).unwrap();
+    let out = mnist
+        .update_many(
+            json!({"class": 7}),
+            json!({"$set": {"checked": true, "meta.by": "test"}, "$inc": {"views": 2}}),
+        )
+        .unwrap();
     assert_eq!((out.matched, out.modified), (sevens, sevens));
-    assert_eq!(mnist.count(json!({"checked": true, "meta.by": "test", "views": 2})).unwrap(), sevens);
-    let out = mnist.update_many(json!({"class": 7}), json!({"$inc": {"views": 0.5}})).unwrap();
+    assert_eq!(
+        mnist
+            .count(json!({"checked": true, "meta.by": "test", "views": 2}))
+            .unwrap(),
+        sevens
+    );
+    let out = mnist
+        .update_many(json!({"class": 7}), json!({"$inc": {"views": 0.5}}))
+        .unwrap();
     assert_eq!(out.modified, sevens);
     assert_eq!(mnist.count(json!({"views": 2.5})).unwrap(), sevens);
-    let out = mnist.update_one(json!({"class": 7}), json!({"$unset": {"checked": 1, "absent": 1}})).unwrap();
+    let out = mnist
+        .update_one(
+            json!({"class": 7}),
+            json!({"$unset": {"checked": 1, "absent": 1}}),
+        )
+        .unwrap();
     assert_eq!((out.matched, out.modified), (1, 1));
     assert_eq!(mnist.count(json!({"checked": true})).unwrap(), sevens - 1);
-    let out = mnist.update_one(json!({"class": 7, "checked": {"$exists": false}}), json!({"$unset": {"checked": 1}})).unwrap();
-    assert_eq!((out.matched, out.modified), (1, 0), "matched but nothing to change");
-    let out = mnist.update_many(json!({"class": 99}), json!({"$set": {"x": 1}})).unwrap();
+    let out = mnist
+        .update_one(
+            json!({"class": 7, "checked": {"$exists": false}}),
+            json!({"$unset": {"checked": 1}}),
+        )
+        .unwrap();
+    assert_eq!(
+        (out.matched, out.modified),
+        (1, 0),
+        "matched but nothing to change"
+    );
+    let out = mnist
+        .update_many(json!({"class": 99}), json!({"$set": {"x": 1}}))
+        .unwrap();
     assert_eq!((out.matched, out.modified), (0, 0));
     // Replace the first digit's image with the second's.
     let second = data::digits()[1].to_document().unwrap();
     let mut set = Document::new();
-    set.insert("$set", Document::new().with("img", second.get("img").unwrap().clone()));
-    let first_id = mnist.find_one(json!({})).unwrap().unwrap().id().unwrap().clone();
-    mnist.update_one(json!({"_id": first_id.to_json()}), set).unwrap();
-    let back = mnist.find_one(json!({"_id": first_id.to_json()})).unwrap().unwrap();
-    assert_eq!(back.get("img").unwrap().to_image().unwrap().to_luma8(), data::digits()[1].image);
+    set.insert(
+        "$set",
+        Document::new().with("img", second.get("img").unwrap().clone()),
+    );
+    let first_id = mnist
+        .find_one(json!({}))
+        .unwrap()
+        .unwrap()
+        .id()
+        .unwrap()
+        .clone();
+    mnist
+        .update_one(json!({"_id": first_id.to_json()}), set)
+        .unwrap();
+    let back = mnist
+        .find_one(json!({"_id": first_id.to_json()}))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        back.get("img").unwrap().to_image().unwrap().to_luma8(),
+        data::digits()[1].image
+    );
 }
 
 /// An update that fails on one document changes none; malformed updates are refused.
 pub fn failed_updates_change_nothing(factory: &Factory) {
     let (_db, mnist) = with_digits(factory, 200);
-    mnist.update_one(json!({"class": 3}), json!({"$set": {"views": "many"}})).unwrap();
-    mnist.update_many(json!({"class": {"$ne": 3}}), json!({"$set": {"views": 1}})).unwrap();
+    mnist
+        .update_one(json!({"class": 3}), json!({"$set": {"views": "many"}}))
+        .unwrap();
+    mnist
+        .update_many(json!({"class": {"$ne": 3}}), json!({"$set": {"views": 1}}))
+        .unwrap();
     let before = mnist.count(json!({"views": 1})).unwrap();
-    let err = mnist.update_many(json!({}), json!({"$inc": {"views": 1}})).unwrap_err();
-    assert!(err.to_string().contains("$inc") && err.to_string().contains("views"), "{err}");
-    assert_eq!(mnist.count(json!({"views": 1})).unwrap(), before, "no document was incremented");
+    let err = mnist
+        .update_many(json!({}), json!({"$inc": {"views": 1}}))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("$inc") && err.to_string().contains("views"),
+        "{err}"
+    );
+    assert_eq!(
+        mnist.count(json!({"views": 1})).unwrap(),
+        before,
+        "no document was incremented"
+    );
     assert_eq!(mnist.count(json!({"views": 2})).unwrap(), 0);
     for (bad, expected) in [
         (json!({"class": 1}), "only operators"),
@@ -137,7 +270,10 @@ pub fn failed_updates_change_nothing(factory: &Factory) {
         (json!({"$inc": {"views": "1"}}), "a number"),
         (json!({"$push": {"tags": 1}}), "$push"),
         (json!({}), "changes nothing"),
-        (json!({"$set": {"x": f64::MAX}, "$unset": {"bad name": 1}}), "bad name"),
+        (
+            json!({"$set": {"x": f64::MAX}, "$unset": {"bad name": 1}}),
+            "bad name",
+        ),
     ] {
         let err = mnist.update_many(json!({}), bad).unwrap_err().to_string();
         assert!(err.contains(expected), "{err} should mention {expected}");
@@ -149,16 +285,32 @@ pub fn replace_keeps_the_id(factory: &Factory) {
     let (_db, mnist) = with_digits(factory, 20);
     let first = mnist.find_one(json!({})).unwrap().unwrap();
     let id = first.id().unwrap().clone();
-    let replacement = data::digits()[19].to_document().unwrap().with("replaced", true);
-    let out = mnist.replace_one(json!({"_id": id.to_json()}), replacement).unwrap();
+    let replacement = data::digits()[19]
+        .to_document()
+        .unwrap()
+        .with("replaced", true);
+    let out = mnist
+        .replace_one(json!({"_id": id.to_json()}), replacement)
+        .unwrap();
     assert_eq!((out.matched, out.modified), (1, 1));
     let back = mnist.find_one(json!({"replaced": true})).unwrap().unwrap();
     assert_eq!(back.id(), Some(&id));
     assert_eq!(back.get("class"), Some(&Value::Int(labels(20)[19])));
-    assert!(back.get("_fold").is_none(), "a replacement is the whole new document");
-    let err = mnist.replace_one(json!({"_id": id.to_json()}), json!({"_id": "other"})).unwrap_err();
+    assert!(
+        back.get("_fold").is_none(),
+        "a replacement is the whole new document"
+    );
+    let err = mnist
+        .replace_one(json!({"_id": id.to_json()}), json!({"_id": "other"}))
+        .unwrap_err();
     assert!(err.to_string().contains("cannot change _id"), "{err}");
-    assert_eq!(mnist.replace_one(json!({"class": 99}), json!({"a": 1})).unwrap().matched, 0);
+    assert_eq!(
+        mnist
+            .replace_one(json!({"class": 99}), json!({"a": 1}))
+            .unwrap()
+            .matched,
+        0
+    );
     assert_eq!(mnist.count(json!({})).unwrap(), 20);
 }
 
@@ -169,7 +321,12 @@ pub fn deletes(factory: &Factory) {
     let ones = l.iter().filter(|&&c| c == 1).count() as u64;
     assert_eq!(mnist.delete_one(json!({"class": 1})).unwrap(), 1);
     assert_eq!(mnist.count(json!({"class": 1})).unwrap(), ones - 1);
-    assert_eq!(mnist.delete_many(json!({"class": {"$in": [1, 2]}})).unwrap(), ones - 1 + l.iter().filter(|&&c| c == 2).count() as u64);
+    assert_eq!(
+        mnist
+            .delete_many(json!({"class": {"$in": [1, 2]}}))
+            .unwrap(),
+        ones - 1 + l.iter().filter(|&&c| c == 2).count() as u64
+    );
     assert_eq!(mnist.delete_one(json!({"class": 1})).unwrap(), 0);
     let left = l.iter().filter(|&&c| c != 1 && c != 2).count() as u64;
     assert_eq!(mnist.count(json!({})).unwrap(), left);
