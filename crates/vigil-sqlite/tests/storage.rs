@@ -101,7 +101,7 @@ fn filters_use_indexes_once_created() {
     b.create_index("mnist", &FieldPath::parse("class").unwrap())
         .unwrap();
     let after = b.explain("mnist", &filter).unwrap().join("\n");
-    assert!(after.contains("USING INDEX mnist$class"), "{after}");
+    assert!(after.contains("USING COVERING INDEX mnist$class"), "{after}");
     let range = Filter::parse(&json!({"class": {"$gte": 3, "$lt": 5}})).unwrap();
     assert!(b
         .explain("mnist", &range)
