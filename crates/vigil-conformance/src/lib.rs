@@ -2,7 +2,7 @@
 //! whole suite with [`conformance_suite!`], handing it a function that opens a fresh, empty
 //! Datalayer. Cases use the real MNIST digits in the repository's `data/mnist`.
 //!
-//! ```ignore
+//! ```text
 //! vigil_conformance::conformance_suite!(|| vigil::connect("sqlite::memory:").unwrap());
 //! ```
 

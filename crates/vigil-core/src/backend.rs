@@ -30,8 +30,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn drop_collection(&self, collection: &str) -> Result<bool>;
 
     /// Stores documents that already carry `_id` (and were checked), creating the collection
-    /// on first use. All or nothing: a duplicate `_id` stores none of them.
-    fn insert(&self, collection: &str, docs: &[Document]) -> Result<()>;
+    /// on first use. All or nothing: a duplicate `_id` stores none of them. The documents are
+    /// taken by value so a backend may encode (and free) them on another thread.
+    fn insert(&self, collection: &str, docs: Vec<Document>) -> Result<()>;
 
     /// Streams the documents a query selects.
     fn find(&self, collection: &str, query: &FindQuery) -> Result<DocumentStream>;

@@ -12,7 +12,7 @@ mod sql;
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::TransactionBehavior;
 use vigil_core::{
     stored, Backend, Document, DocumentStream, Error, FieldPath, Filter, FindQuery, Result, Update,
@@ -94,15 +94,6 @@ fn index_name(collection: &str, path: &FieldPath) -> String {
     format!("\"{collection}${}\"", path.dotted())
 }
 
-fn id_param(id: &Value) -> SqlValue {
-    match id {
-        Value::Int(i) => SqlValue::Integer(*i),
-        Value::String(s) => SqlValue::Text(s.clone()),
-        // `stored::check_document` admits only strings and integers.
-        other => SqlValue::Text(other.to_json().to_string()),
-    }
-}
-
 fn blobs_param(blobs: Vec<u8>) -> SqlValue {
     if blobs.is_empty() {
         SqlValue::Null
@@ -152,8 +143,31 @@ fn insert_rows(
         .map_err(db_err("preparing an insert"))?;
     for rows in chunks {
         for row in rows? {
-            let id = id_param(&row.id);
-            match stmt.execute(rusqlite::params![id, row.json, blobs_param(row.blobs)]) {
+            // Bound by reference: SQLite copies what it keeps, so no extra copy is made here.
+            let id = match &row.id {
+                Value::Int(i) => ValueRef::Integer(*i),
+                Value::String(s) => ValueRef::Text(s.as_bytes()),
+                // `stored::check_document` admits only strings and integers.
+                other => {
+                    return Err(Error::InvalidDocument {
+                        location: vigil_core::Location::path(ID_FIELD),
+                        reason: format!(
+                            "_id must be a string or an integer, found {}",
+                            other.kind()
+                        ),
+                    })
+                }
+            };
+            let blobs = if row.blobs.is_empty() {
+                ValueRef::Null
+            } else {
+                ValueRef::Blob(&row.blobs)
+            };
+            match stmt.execute(rusqlite::params![
+                ToSqlOutput::Borrowed(id),
+                row.json.as_str(),
+                ToSqlOutput::Borrowed(blobs)
+            ]) {
                 Ok(_) => {}
                 Err(rusqlite::Error::SqliteFailure(f, _))
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -312,19 +326,25 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn insert(&self, collection: &str, docs: &[Document]) -> Result<()> {
+    fn insert(&self, collection: &str, docs: Vec<Document>) -> Result<()> {
         if docs.len() < PIPELINE_MIN {
             let rows = docs.iter().map(stored::encode).collect::<Result<Vec<_>>>();
             return self.write("an insert", |tx| insert_rows(tx, collection, [rows]));
         }
-        // Large batches: a second thread encodes chunks while this one writes them, so
-        // encoding hides behind SQLite's own work. An error on either side ends both, and the
-        // transaction rolls back.
+        // Large batches: a second thread encodes the documents (and frees them) chunk by chunk
+        // while this one writes, so that work hides behind SQLite's own. An error on either
+        // side ends both, and the transaction rolls back.
         std::thread::scope(|s| {
             let (send, receive) = std::sync::mpsc::sync_channel(4);
             s.spawn(move || {
-                for chunk in docs.chunks(PIPELINE_CHUNK) {
+                let mut docs = docs.into_iter();
+                loop {
+                    let chunk: Vec<Document> = docs.by_ref().take(PIPELINE_CHUNK).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
                     let rows = chunk.iter().map(stored::encode).collect::<Result<Vec<_>>>();
+                    drop(chunk);
                     let failed = rows.is_err();
                     if send.send(rows).is_err() || failed {
                         break;

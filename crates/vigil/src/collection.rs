@@ -114,14 +114,13 @@ impl Collection {
         }
         self.db
             .with_codecs(|codecs| check_in_parallel(&prepared, codecs))?;
-        self.db.backend().insert(&self.name, &prepared)?;
-        Ok(prepared
-            .into_iter()
-            .map(|mut d| {
-                d.remove(ID_FIELD)
-                    .expect("every prepared document has an _id")
-            })
-            .collect())
+        let ids = prepared
+            .iter()
+            // Every prepared document got an _id above.
+            .map(|d| d.id().cloned().expect("every prepared document has an _id"))
+            .collect();
+        self.db.backend().insert(&self.name, prepared)?;
+        Ok(ids)
     }
 
     /// Starts a find; refine it with the builder, then [`Find::run`] it.
