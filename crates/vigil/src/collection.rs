@@ -160,11 +160,12 @@ impl Collection {
     fn update(&self, filter: Json, update: impl IntoDocument, many: bool) -> Result<UpdateOutcome> {
         let filter = Filter::parse(&filter)?;
         let update = Update::parse(&update.into_document()?)?;
-        // Values being set must be storable, as if inserted.
+        // Values being set must be storable, as if inserted; one distinct key each, so no
+        // value shadows another (the paths themselves were validated by `Update::parse`).
         let mut set = Document::new();
-        for op in update.ops() {
-            if let UpdateOp::Set(path, value) = op {
-                set.insert(path.dotted().replace('.', "_"), value.clone());
+        for (i, op) in update.ops().iter().enumerate() {
+            if let UpdateOp::Set(_, value) = op {
+                set.insert(format!("set{i}"), value.clone());
             }
         }
         self.db
