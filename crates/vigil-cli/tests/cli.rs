@@ -192,19 +192,23 @@ fn the_demo_loads_and_queries_the_digits() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
     let out_dir = dir.path().join("out");
-    let out = stdout(&vigil(
-        &db,
-        &[
-            "demo",
-            "mnist",
-            "--data",
-            data().to_str().unwrap(),
-            "--limit",
-            "300",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
-    ));
+    let run_demo = || {
+        let (data, out) = (data(), out_dir.to_str().unwrap().to_string());
+        stdout(&vigil(
+            &db,
+            &[
+                "demo",
+                "mnist",
+                "--data",
+                data.to_str().unwrap(),
+                "--limit",
+                "300",
+                "--out",
+                &out,
+            ],
+        ))
+    };
+    let out = run_demo();
     assert!(out.contains("stored 300 digits"), "{out}");
     let counts: Vec<String> = (0..10)
         .map(|c| {
@@ -225,19 +229,7 @@ fn the_demo_loads_and_queries_the_digits() {
         png, first_three.image,
         "the saved image is the first 3, read back from the database"
     );
-    let again = stdout(&vigil(
-        &db,
-        &[
-            "demo",
-            "mnist",
-            "--data",
-            data().to_str().unwrap(),
-            "--limit",
-            "300",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
-    ));
+    let again = run_demo();
     assert!(
         again.contains("dropped the previous `mnist` collection")
             && again.contains("stored 300 digits")

@@ -385,39 +385,26 @@ pub fn sort_skip_limit_and_projection(factory: &Factory) {
     expected.sort();
     assert_eq!(keys, expected);
     // Projections.
-    let doc = mnist
-        .find(json!({}))
-        .projection(json!({"class": 1}))
-        .run()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
+    let projected_keys = |projection: Json| -> Vec<String> {
+        let doc = mnist
+            .find(json!({}))
+            .projection(projection)
+            .run()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        doc.iter().map(|(k, _)| k.to_string()).collect()
+    };
+    assert_eq!(projected_keys(json!({"class": 1})), ["_id", "class"]);
     assert_eq!(
-        doc.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-        ["_id", "class"]
-    );
-    let doc = mnist
-        .find(json!({}))
-        .projection(json!({"img": 0, "_id": 0}))
-        .run()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        doc.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        projected_keys(json!({"img": 0, "_id": 0})),
         ["class", "_fold"]
     );
-    let doc = mnist
-        .find(json!({}))
-        .projection(json!({"class": true, "_id": false}))
-        .run()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    assert_eq!(doc.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["class"]);
+    assert_eq!(
+        projected_keys(json!({"class": true, "_id": false})),
+        ["class"]
+    );
     assert!(mnist
         .find(json!({}))
         .projection(json!({"class": 1, "img": 0}))
