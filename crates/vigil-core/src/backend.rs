@@ -8,6 +8,15 @@ use crate::{Document, Filter, FindQuery, Result, Update};
 /// Documents streamed out of a backend, batch by batch; never the whole result at once.
 pub type DocumentStream = Box<dyn Iterator<Item = Result<Document>> + Send>;
 
+/// Documents handed to [`Backend::insert`], pulled one at a time (possibly on another thread);
+/// an `Err` item ends the insert and rolls it back.
+pub type DocumentSource<'a> = Box<dyn Iterator<Item = Result<Document>> + Send + 'a>;
+
+/// A [`DocumentSource`] over documents already in hand.
+pub fn source(docs: Vec<Document>) -> DocumentSource<'static> {
+    Box::new(docs.into_iter().map(Ok))
+}
+
 /// How many documents an update or replace matched and changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UpdateOutcome {
@@ -30,9 +39,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn drop_collection(&self, collection: &str) -> Result<bool>;
 
     /// Stores documents that already carry `_id` (and were checked), creating the collection
-    /// on first use. All or nothing: a duplicate `_id` stores none of them. The documents are
-    /// taken by value so a backend may encode (and free) them on another thread.
-    fn insert(&self, collection: &str, docs: Vec<Document>) -> Result<()>;
+    /// on first use. All or nothing: a duplicate `_id`, or an `Err` from the source, stores
+    /// none of them. A backend may pull the source on another thread, so that preparing and
+    /// encoding documents overlaps with the database's own work.
+    fn insert(&self, collection: &str, docs: DocumentSource<'_>) -> Result<()>;
 
     /// Streams the documents a query selects.
     fn find(&self, collection: &str, query: &FindQuery) -> Result<DocumentStream>;

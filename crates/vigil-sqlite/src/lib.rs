@@ -15,8 +15,8 @@ use std::sync::Arc;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::TransactionBehavior;
 use vigil_core::{
-    stored, Backend, Document, DocumentStream, Error, FieldPath, Filter, FindQuery, Result, Update,
-    UpdateOutcome, Value, ID_FIELD,
+    stored, Backend, Document, DocumentSource, DocumentStream, Error, FieldPath, Filter, FindQuery,
+    Result, Update, UpdateOutcome, Value, ID_FIELD,
 };
 
 use pool::Pool;
@@ -128,10 +128,12 @@ const PIPELINE_MIN: usize = 256;
 const PIPELINE_CHUNK: usize = 128;
 
 /// Inserts encoded rows as they arrive; the first error (encoding or SQL) ends the insert.
+/// Written rows go to `spent`, when given, to be freed by the thread that allocated them.
 fn insert_rows(
     tx: &rusqlite::Transaction<'_>,
     collection: &str,
     chunks: impl IntoIterator<Item = Result<Vec<stored::StoredDocument>>>,
+    spent: Option<&std::sync::mpsc::Sender<Vec<stored::StoredDocument>>>,
 ) -> Result<()> {
     create_table(tx, collection)?;
     let sql = format!(
@@ -142,7 +144,8 @@ fn insert_rows(
         .prepare_cached(&sql)
         .map_err(db_err("preparing an insert"))?;
     for rows in chunks {
-        for row in rows? {
+        let rows = rows?;
+        for row in &rows {
             // Bound by reference: SQLite copies what it keeps, so no extra copy is made here.
             let id = match &row.id {
                 Value::Int(i) => ValueRef::Integer(*i),
@@ -179,6 +182,9 @@ fn insert_rows(
                 }
                 Err(e) => return Err(db_err("inserting a document")(e)),
             }
+        }
+        if let Some(spent) = spent {
+            let _ = spent.send(rows);
         }
     }
     Ok(())
@@ -326,32 +332,41 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn insert(&self, collection: &str, docs: Vec<Document>) -> Result<()> {
-        if docs.len() < PIPELINE_MIN {
-            let rows = docs.iter().map(stored::encode).collect::<Result<Vec<_>>>();
-            return self.write("an insert", |tx| insert_rows(tx, collection, [rows]));
+    fn insert(&self, collection: &str, docs: DocumentSource<'_>) -> Result<()> {
+        let encode = |doc: Result<Document>| doc.and_then(|d| stored::encode(&d));
+        if docs.size_hint().0 < PIPELINE_MIN {
+            let rows = docs.map(encode).collect::<Result<Vec<_>>>();
+            return self.write("an insert", |tx| insert_rows(tx, collection, [rows], None));
         }
-        // Large batches: a second thread encodes the documents (and frees them) chunk by chunk
-        // while this one writes, so that work hides behind SQLite's own. An error on either
-        // side ends both, and the transaction rolls back.
+        // Large batches: a second thread pulls, encodes and frees the documents chunk by
+        // chunk while this one writes, so that work hides behind SQLite's own. Written rows go
+        // back to that thread to be freed there: memory freed by the thread that allocated it
+        // stays off the allocator's slow cross-thread path. An error on either side ends both,
+        // and the transaction rolls back.
         std::thread::scope(|s| {
             let (send, receive) = std::sync::mpsc::sync_channel(4);
+            let (spent, written) = std::sync::mpsc::channel::<Vec<stored::StoredDocument>>();
             s.spawn(move || {
-                let mut docs = docs.into_iter();
-                loop {
-                    let chunk: Vec<Document> = docs.by_ref().take(PIPELINE_CHUNK).collect();
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    let rows = chunk.iter().map(stored::encode).collect::<Result<Vec<_>>>();
-                    drop(chunk);
+                let mut docs = docs.map(encode).peekable();
+                while docs.peek().is_some() {
+                    let rows = docs
+                        .by_ref()
+                        .take(PIPELINE_CHUNK)
+                        .collect::<Result<Vec<_>>>();
                     let failed = rows.is_err();
                     if send.send(rows).is_err() || failed {
                         break;
                     }
+                    written.try_iter().for_each(drop);
                 }
+                drop(send);
+                written.iter().for_each(drop);
             });
-            self.write("an insert", |tx| insert_rows(tx, collection, receive))
+            let result = self.write("an insert", |tx| {
+                insert_rows(tx, collection, receive, Some(&spent))
+            });
+            drop(spent);
+            result
         })
     }
 

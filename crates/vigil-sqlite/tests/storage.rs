@@ -3,6 +3,7 @@
 
 use rusqlite::Connection;
 use serde_json::json;
+use vigil_core::backend::source;
 use vigil_core::{Backend, Document, Error, FieldPath, Filter, FindQuery, Value};
 use vigil_sqlite::SqliteBackend;
 
@@ -34,7 +35,7 @@ fn images_are_raw_blobs_next_to_json_and_survive_reopening() {
     let path = dir.path().join("store.db");
     {
         let b = SqliteBackend::open(&path).unwrap();
-        b.insert("mnist", (0..20).map(doc).collect::<Vec<_>>())
+        b.insert("mnist", source((0..20).map(doc).collect()))
             .unwrap();
     }
     let raw = Connection::open(&path).unwrap();
@@ -67,7 +68,7 @@ fn a_plain_sqlite_client_can_write_the_documented_format() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let b = SqliteBackend::open(&path).unwrap();
-    b.insert("mnist", vec![doc(1)]).unwrap();
+    b.insert("mnist", source(vec![doc(1)])).unwrap();
     let Value::Encoded(png) = digit_png(9) else {
         unreachable!()
     };
@@ -93,7 +94,7 @@ fn a_plain_sqlite_client_can_write_the_documented_format() {
 #[test]
 fn filters_use_indexes_once_created() {
     let b = SqliteBackend::ephemeral().unwrap();
-    b.insert("mnist", (0..200).map(doc).collect::<Vec<_>>())
+    b.insert("mnist", source((0..200).map(doc).collect()))
         .unwrap();
     let filter = Filter::parse(&json!({"class": 3})).unwrap();
     let before = b.explain("mnist", &filter).unwrap().join("\n");
@@ -124,7 +125,7 @@ fn corrupt_rows_are_errors_naming_the_collection() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let b = SqliteBackend::open(&path).unwrap();
-    b.insert("mnist", vec![doc(1), doc(2)]).unwrap();
+    b.insert("mnist", source(vec![doc(1), doc(2)])).unwrap();
     let raw = Connection::open(&path).unwrap();
     raw.execute("UPDATE mnist SET doc = '{\"img\":{\"$codec\":\"image/png\",\"$blob\":[0,999999]}}' WHERE id = 'd2'", []).unwrap();
     let results: Vec<_> = b
@@ -155,12 +156,12 @@ fn two_handles_on_one_file_see_each_others_writes() {
     let path = dir.path().join("shared.db");
     let a = SqliteBackend::open(&path).unwrap();
     let b = SqliteBackend::open(&path).unwrap();
-    a.insert("mnist", (0..10).map(doc).collect::<Vec<_>>())
+    a.insert("mnist", source((0..10).map(doc).collect()))
         .unwrap();
-    b.insert("mnist", (10..20).map(doc).collect::<Vec<_>>())
+    b.insert("mnist", source((10..20).map(doc).collect()))
         .unwrap();
     assert_eq!(a.count("mnist", &Filter::all()).unwrap(), 20);
     assert_eq!(b.list_collections().unwrap(), ["mnist"]);
-    let dup = b.insert("mnist", vec![doc(5)]).unwrap_err();
+    let dup = b.insert("mnist", source(vec![doc(5)])).unwrap_err();
     assert!(matches!(dup, Error::DuplicateId { .. }));
 }

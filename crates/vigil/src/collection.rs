@@ -29,35 +29,26 @@ impl IntoDocument for Json {
     }
 }
 
-/// Below this many documents a batch is checked on the calling thread.
-const PARALLEL_CHECK_MIN: usize = 512;
-
-/// Checks every document of a batch, on up to four threads for large batches; the error
-/// reported is the first bad document's, as if checked in order.
-fn check_in_parallel(docs: &[Document], codecs: &Codecs) -> Result<()> {
-    let check = |offset: usize, part: &[Document]| -> Result<()> {
-        part.iter()
-            .enumerate()
-            .try_for_each(|(i, d)| stored::check_document(d, Some(offset + i), Some(codecs)))
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    if docs.len() < PARALLEL_CHECK_MIN || threads == 1 {
-        return check(0, docs);
+/// Gives a document its `_id` and `_fold` when it has none, then checks it can be stored.
+/// `index` is its place in its batch, for messages.
+fn prepare(db: &Datalayer, codecs: &Codecs, index: usize, mut doc: Document) -> Result<Document> {
+    if !doc.contains(ID_FIELD) {
+        doc.insert_first(ID_FIELD, new_object_id());
     }
-    let size = docs.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = docs
-            .chunks(size)
-            .enumerate()
-            .map(|(n, part)| s.spawn(move || check(n * size, part)))
-            .collect();
-        handles
-            .into_iter()
-            // A check never panics on any input; a panic here is a bug worth propagating.
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect::<Result<Vec<()>>>()
-            .map(|_| ())
-    })
+    match doc.get(FOLD_FIELD) {
+        None => {
+            doc.insert(FOLD_FIELD, db.next_fold());
+        }
+        Some(Value::String(_)) => {}
+        Some(other) => {
+            return Err(Error::InvalidDocument {
+                location: vigil_core::Location::path(FOLD_FIELD).in_document(index),
+                reason: format!("_fold must be a string, found {}", other.kind()),
+            })
+        }
+    }
+    stored::check_document(&doc, Some(index), Some(codecs))?;
+    Ok(doc)
 }
 
 /// A named set of documents. Get one with [`Datalayer::collection`].
@@ -87,39 +78,28 @@ impl Collection {
     /// Inserts documents in one transaction: all of them, or none (a bad document or a
     /// duplicate `_id` leaves the collection as it was). Documents without `_id` get a fresh
     /// one; without `_fold`, a drawn one. Returns the ids in order.
+    ///
+    /// Each document is prepared (id, fold) and checked as the backend pulls it, which for
+    /// large batches happens on the backend's encoding thread, beside the database's writes.
     pub fn insert_many<I>(&self, docs: I) -> Result<Vec<Value>>
     where
         I: IntoIterator,
         I::Item: IntoDocument,
     {
-        let mut prepared = Vec::new();
-        for (i, doc) in docs.into_iter().enumerate() {
-            let mut doc = doc.into_document()?;
-            if !doc.contains(ID_FIELD) {
-                doc.insert_first(ID_FIELD, new_object_id());
-            }
-            match doc.get(FOLD_FIELD) {
-                None => {
-                    doc.insert(FOLD_FIELD, self.db.next_fold());
-                }
-                Some(Value::String(_)) => {}
-                Some(other) => {
-                    return Err(Error::InvalidDocument {
-                        location: vigil_core::Location::path(FOLD_FIELD).in_document(i),
-                        reason: format!("_fold must be a string, found {}", other.kind()),
-                    })
-                }
-            }
-            prepared.push(doc);
-        }
-        self.db
-            .with_codecs(|codecs| check_in_parallel(&prepared, codecs))?;
-        let ids = prepared
-            .iter()
-            // Every prepared document got an _id above.
-            .map(|d| d.id().cloned().expect("every prepared document has an _id"))
-            .collect();
-        self.db.backend().insert(&self.name, prepared)?;
+        let docs = docs
+            .into_iter()
+            .map(IntoDocument::into_document)
+            .collect::<Result<Vec<_>>>()?;
+        let mut ids = Vec::with_capacity(docs.len());
+        let codecs = self.db.codecs();
+        let db = &self.db;
+        let source = docs.into_iter().enumerate().map(|(i, doc)| {
+            let doc = prepare(db, &codecs, i, doc)?;
+            // `prepare` gives every document an _id.
+            ids.push(doc.id().cloned().expect("prepared documents have an _id"));
+            Ok(doc)
+        });
+        self.db.backend().insert(&self.name, Box::new(source))?;
         Ok(ids)
     }
 
