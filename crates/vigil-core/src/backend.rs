@@ -76,4 +76,44 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// The field paths indexed in a collection (`_id` always is, and is not listed).
     fn list_indexes(&self, collection: &str) -> Result<Vec<FieldPath>>;
+
+    /// Stores a blob under its content hash ([`content_hash`]) and returns the hash; storing
+    /// the same bytes again stores nothing new.
+    fn put_artifact(&self, bytes: &[u8]) -> Result<String>;
+
+    /// The blob stored under `hash`: [`crate::Error::NotFound`] if absent,
+    /// [`crate::Error::Corrupt`] if its bytes no longer match the hash.
+    fn get_artifact(&self, hash: &str) -> Result<Vec<u8>>;
+
+    /// Stores a component record as the next version of `(kind, identifier)`; returns it
+    /// (1 for the first).
+    fn put_component(
+        &self,
+        kind: &str,
+        identifier: &str,
+        record: &serde_json::Value,
+    ) -> Result<u32>;
+
+    /// A component's record: the given version, or the latest.
+    fn get_component(
+        &self,
+        kind: &str,
+        identifier: &str,
+        version: Option<u32>,
+    ) -> Result<Option<(u32, serde_json::Value)>>;
+
+    /// The identifiers of a kind with their versions, sorted.
+    fn list_components(&self, kind: &str) -> Result<Vec<(String, Vec<u32>)>>;
+
+    /// Removes one version, or every version; returns how many were removed.
+    fn remove_component(&self, kind: &str, identifier: &str, version: Option<u32>) -> Result<u64>;
+}
+
+/// The hash artifacts are stored under: SHA-256, lower-case hex.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

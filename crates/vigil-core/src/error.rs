@@ -188,6 +188,26 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A model that cannot be built, loaded, run or trained as asked.
+    #[error("model `{model}`: {reason}")]
+    Model {
+        /// The model's identifier.
+        model: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A component (model, dataset, …) or artifact that is not in the registry.
+    #[error("no {kind} `{identifier}`{}", version.map(|v| format!(" version {v}")).unwrap_or_default())]
+    NotFound {
+        /// "model", "dataset", "artifact", …
+        kind: String,
+        /// Its identifier (or hash, for artifacts).
+        identifier: String,
+        /// The version asked for, if any.
+        version: Option<u32>,
+    },
+
     /// The stored data is not what vigil wrote (edited by hand, or a newer format).
     #[error("corrupt stored data in `{collection}`: {reason}")]
     Corrupt {
@@ -199,6 +219,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// Shorthand for an [`Error::Model`].
+    pub fn model(model: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Model {
+            model: model.into(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// Shorthand for an [`Error::InvalidQuery`].
     pub fn query(part: &'static str, path: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidQuery {

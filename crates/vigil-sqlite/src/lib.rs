@@ -7,6 +7,7 @@
 
 mod cursor;
 mod pool;
+mod registry;
 mod sql;
 
 use std::path::Path;
@@ -58,7 +59,7 @@ impl SqliteBackend {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteBackend> {
         let pool = Pool::open(path.as_ref())?;
         pool.writer()
-            .execute_batch(SCHEMA)
+            .execute_batch(&format!("{SCHEMA}{}", registry::SCHEMA))
             .map_err(db_err("creating vigil's tables"))?;
         Ok(SqliteBackend {
             pool: Arc::new(pool),
@@ -531,5 +532,39 @@ impl Backend for SqliteBackend {
             .filter_map(|n| n.strip_prefix(&prefix))
             .map(FieldPath::parse)
             .collect()
+    }
+
+    fn put_artifact(&self, bytes: &[u8]) -> Result<String> {
+        self.put_artifact_impl(bytes)
+    }
+
+    fn get_artifact(&self, hash: &str) -> Result<Vec<u8>> {
+        self.get_artifact_impl(hash)
+    }
+
+    fn put_component(
+        &self,
+        kind: &str,
+        identifier: &str,
+        record: &serde_json::Value,
+    ) -> Result<u32> {
+        self.put_component_impl(kind, identifier, record)
+    }
+
+    fn get_component(
+        &self,
+        kind: &str,
+        identifier: &str,
+        version: Option<u32>,
+    ) -> Result<Option<(u32, serde_json::Value)>> {
+        self.get_component_impl(kind, identifier, version)
+    }
+
+    fn list_components(&self, kind: &str) -> Result<Vec<(String, Vec<u32>)>> {
+        self.list_components_impl(kind)
+    }
+
+    fn remove_component(&self, kind: &str, identifier: &str, version: Option<u32>) -> Result<u64> {
+        self.remove_component_impl(kind, identifier, version)
     }
 }

@@ -30,14 +30,20 @@
 
 mod collection;
 mod datalayer;
+mod fit;
 pub mod mnist;
+pub mod registry;
 
 pub use collection::{Collection, Cursor, Find, IntoDocument};
 pub use datalayer::{connect, Datalayer, Options};
+pub use fit::FitOptions;
 pub use image;
+pub use registry::{Component, Dataset};
 pub use serde_json::json;
 pub use vigil_core::{
     codec, filter, ids, names, query, stored, update, Backend, Codec, Codecs, DType, Direction,
     Document, Encoded, Error, FieldPath, Filter, Location, PngCodec, Result, Tensor, TensorCodec,
     UpdateOutcome, Value, FOLD_FIELD, ID_FIELD,
 };
+pub use vigil_ml as ml;
+pub use vigil_ml::{lenet5, Metric, Model, PipelineModel, Postprocess, Preprocess, TrainerConfig};

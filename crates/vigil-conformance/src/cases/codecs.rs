@@ -144,6 +144,7 @@ pub fn scalars_nesting_and_field_order_round_trip(factory: &Factory) {
         .with("float", 0.1f64)
         .with("whole_float", 3.0f64)
         .with("tiny", 5e-324f64)
+        .with("precise", 0.958_695_652_173_913_2_f64)
         .with(
             "text",
             "ünïcödé \"quoted\" 'single' \\ back\nslash; DROP TABLE mnist; --",
