@@ -75,6 +75,16 @@ enum Command {
     },
     /// List the collections.
     Collections,
+    /// List the components of a kind (model, dataset, metric, trainer), or print one's record.
+    Show {
+        /// The kind: model, dataset, metric or trainer.
+        kind: String,
+        /// An identifier: print its record (latest version unless --version).
+        identifier: Option<String>,
+        /// The version to print.
+        #[arg(long)]
+        version: Option<u32>,
+    },
     /// Run a demonstration end to end.
     Demo {
         #[command(subcommand)]
@@ -218,6 +228,32 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("{name}");
             }
         }
+        Command::Show {
+            kind,
+            identifier,
+            version,
+        } => match identifier {
+            None => {
+                for (id, versions) in db
+                    .backend()
+                    .list_components(&kind)
+                    .map_err(|e| e.to_string())?
+                {
+                    let versions: Vec<String> = versions.iter().map(u32::to_string).collect();
+                    println!("{id}\tversions {}", versions.join(", "));
+                }
+            }
+            Some(id) => {
+                let (v, record) = db
+                    .show_record(&kind, &id, version)
+                    .map_err(|e| e.to_string())?;
+                println!("{kind} `{id}` version {v}");
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?
+                );
+            }
+        },
         Command::Demo {
             which: Demo::Mnist { data, limit, out },
         } => demo_mnist(&db, &cli.db, &data, limit, &out)?,

@@ -236,3 +236,43 @@ fn the_demo_loads_and_queries_the_digits() {
     );
     assert_eq!(stdout(&vigil(&db, &["count", "mnist"])), "300\n");
 }
+
+#[test]
+fn show_lists_components_and_prints_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("show.db");
+    {
+        let db = vigil::connect(&format!("sqlite://{}", db_path.display())).unwrap();
+        db.add(&vigil::Dataset::new(
+            "my_valid",
+            "mnist",
+            serde_json::json!({"_fold": "valid"}),
+        ))
+        .unwrap();
+        db.add(&vigil::Dataset::new(
+            "my_valid",
+            "mnist",
+            serde_json::json!({"_fold": "valid", "class": 3}),
+        ))
+        .unwrap();
+        db.add(&vigil::TrainerConfig::new("adam")).unwrap();
+    }
+    assert_eq!(
+        stdout(&vigil(&db_path, &["show", "dataset"])),
+        "my_valid\tversions 1, 2\n"
+    );
+    let out = stdout(&vigil(
+        &db_path,
+        &["show", "dataset", "my_valid", "--version", "1"],
+    ));
+    assert!(
+        out.starts_with("dataset `my_valid` version 1\n") && !out.contains("\"class\""),
+        "{out}"
+    );
+    let out = stdout(&vigil(&db_path, &["show", "trainer", "adam"]));
+    assert!(out.contains("\"objective\": \"cross_entropy\""), "{out}");
+    let out = vigil(&db_path, &["show", "model", "nope"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no model `nope`")
+    );
+}
