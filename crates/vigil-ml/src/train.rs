@@ -627,9 +627,9 @@ pub fn fit(
         )?;
     }
 
-    let weights = match best.take() {
-        Some((_, bytes)) => bytes,
-        None => net.valid().to_safetensors(&id)?,
+    let (best_score, weights) = match best.take() {
+        Some((score, bytes)) => (Some(score), bytes),
+        None => (None, net.valid().to_safetensors(&id)?),
     };
     let mut trained = Net::new(&spec, &Device::flex());
     trained.load_safetensors(weights, &id)?;
@@ -638,23 +638,8 @@ pub fn fit(
         device: Device::flex(),
     };
     model.record.metric_values = values;
-    let best = best_by.and_then(|k| {
-        let v = model.record.metric_values.get(&k)?;
-        let lower = k.ends_with("objective");
-        let b = v.iter().copied().fold(None, |acc: Option<f64>, x| {
-            Some(match acc {
-                None => x,
-                Some(a) => {
-                    if lower {
-                        a.min(x)
-                    } else {
-                        a.max(x)
-                    }
-                }
-            })
-        })?;
-        Some((k, b))
-    });
+    // This run's best, not an earlier training's recorded in the same metric_values.
+    let best = best_by.zip(best_score);
     Ok(FitReport {
         iterations: iteration,
         best,
