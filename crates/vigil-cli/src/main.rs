@@ -1,5 +1,7 @@
 //! `vigil`: the command line, a thin layer over the `vigil` library.
 
+mod demo;
+mod ops;
 mod render;
 
 use std::path::PathBuf;
@@ -75,15 +77,47 @@ enum Command {
     },
     /// List the collections.
     Collections,
-    /// List the components of a kind (model, dataset, metric, trainer), or print one's record.
+    /// List the components of a kind (model, listener, dataset, metric, trainer), or print one.
     Show {
-        /// The kind: model, dataset, metric or trainer.
+        /// The kind: model, listener, dataset, metric or trainer.
         kind: String,
         /// An identifier: print its record (latest version unless --version).
         identifier: Option<String>,
         /// The version to print.
         #[arg(long)]
         version: Option<u32>,
+    },
+    /// Switch on a listener: keep `_outputs.<key>.<model>` current on a collection.
+    Listen {
+        /// The collection to watch.
+        collection: String,
+        /// The field the model reads, e.g. img (or another listener's output).
+        key: String,
+        /// The model's identifier.
+        model: String,
+        /// Which documents, as a JSON filter (default: all).
+        #[arg(long)]
+        select: Option<String>,
+        /// The model version (default: the latest).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Compute what listeners have queued, until SIGINT or SIGTERM.
+    Worker(ops::WorkerArgs),
+    /// Documents listeners failed on.
+    Errors {
+        /// Only this listener's.
+        #[arg(long)]
+        listener: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Recent jobs: backfills, fits and incremental batches.
+    Jobs {
+        /// At most this many, most recent first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// Run a demonstration end to end.
     Demo {
@@ -94,18 +128,9 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum Demo {
-    /// The MNIST flow on the embedded database: load the digits, then query them.
-    Mnist {
-        /// Directory with the MNIST IDX files.
-        #[arg(long, default_value = "data/mnist")]
-        data: PathBuf,
-        /// At most this many digits (default: all).
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Where to write the images the demo saves.
-        #[arg(long, default_value = "out")]
-        out: PathBuf,
-    },
+    /// The seed notebook on MNIST: store digits, train LeNet5, switch on a listener, insert
+    /// more digits and see them predicted.
+    Mnist(demo::MnistArgs),
 }
 
 fn parse_json(what: &str, text: Option<&str>) -> Result<serde_json::Value, String> {
@@ -117,7 +142,7 @@ fn parse_json(what: &str, text: Option<&str>) -> Result<serde_json::Value, Strin
     }
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
@@ -132,7 +157,7 @@ fn progress(len: u64, what: &str) -> ProgressBar {
 /// Inserts digits in transactions of this many documents.
 const INSERT_BATCH: usize = 1000;
 
-fn insert_mnist(
+pub(crate) fn insert_mnist(
     db: &Datalayer,
     data: &PathBuf,
     collection: &str,
@@ -252,72 +277,31 @@ fn run(cli: Cli) -> Result<(), String> {
                     "{}",
                     serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?
                 );
+                if kind == vigil::LISTENER {
+                    ops::listener_state(&db, &id)?;
+                }
             }
         },
+        Command::Listen {
+            collection,
+            key,
+            model,
+            select,
+            version,
+        } => ops::listen(
+            &db,
+            &collection,
+            &key,
+            &model,
+            parse_json("select", select.as_deref())?,
+            version,
+        )?,
+        Command::Worker(args) => ops::worker(&db, &cli.db, &args)?,
+        Command::Errors { listener, limit } => ops::errors(&db, listener.as_deref(), limit)?,
+        Command::Jobs { limit } => ops::jobs(&db, limit)?,
         Command::Demo {
-            which: Demo::Mnist { data, limit, out },
-        } => demo_mnist(&db, &cli.db, &data, limit, &out)?,
-    }
-    Ok(())
-}
-
-fn demo_mnist(
-    db: &Datalayer,
-    url: &str,
-    data: &PathBuf,
-    limit: Option<usize>,
-    out: &PathBuf,
-) -> Result<(), String> {
-    let e = |e: vigil::Error| e.to_string();
-    println!("vigil MNIST demo on {url}");
-    if db.drop_collection("mnist").map_err(e)? {
-        println!("- dropped the previous `mnist` collection");
-    }
-    let start = Instant::now();
-    let n = insert_mnist(db, data, "mnist", 0, limit)?;
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "- stored {n} digits as PNG documents in {secs:.2} s ({:.0} docs/s)",
-        n as f64 / secs.max(1e-9)
-    );
-    let mnist = db.collection("mnist").map_err(e)?;
-    mnist.create_index("class").map_err(e)?;
-    mnist.create_index("_fold").map_err(e)?;
-    let valid = mnist.count(json!({"_fold": "valid"})).map_err(e)?;
-    println!(
-        "- folds: {} train, {valid} valid",
-        mnist.count(json!({"_fold": "train"})).map_err(e)?
-    );
-    let per_class: Vec<String> = (0..10)
-        .map(|c| mnist.count(json!({"class": c})).map(|n| format!("{c}:{n}")))
-        .collect::<vigil::Result<_>>()
-        .map_err(e)?;
-    println!(
-        "- digits per class (indexed filter in SQLite): {}",
-        per_class.join(" ")
-    );
-    let sevens = mnist
-        .count(json!({"class": 7, "_fold": "valid"}))
-        .map_err(e)?;
-    println!("- {{\"class\": 7, \"_fold\": \"valid\"}} matches {sevens} documents");
-    if let Some(doc) = mnist.find_one(json!({"class": 3})).map_err(e)? {
-        std::fs::create_dir_all(out).map_err(|err| format!("creating {}: {err}", out.display()))?;
-        let path = out.join("first-3.png");
-        let img = doc
-            .get("img")
-            .ok_or("document without img")?
-            .to_image()
-            .map_err(e)?;
-        img.save(&path)
-            .map_err(|err| format!("writing {}: {err}", path.display()))?;
-        println!(
-            "- first document of class 3: {}",
-            render::document(&doc, &db.codecs())
-        );
-        println!(
-            "- its image, read back from the database, is at {}",
-            path.display()
-        );
+            which: Demo::Mnist(args),
+        } => demo::mnist(&db, &cli.db, &args)?,
     }
     Ok(())
 }

@@ -188,7 +188,7 @@ fn the_database_comes_from_vigil_db_when_not_given() {
 }
 
 #[test]
-fn the_demo_loads_and_queries_the_digits() {
+fn the_demo_runs_the_notebook_and_sums_it_up() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
     let out_dir = dir.path().join("out");
@@ -202,39 +202,70 @@ fn the_demo_loads_and_queries_the_digits() {
                 "--data",
                 data.to_str().unwrap(),
                 "--limit",
-                "300",
+                "1000",
+                "--epochs",
+                "1",
                 "--out",
                 &out,
             ],
         ))
     };
     let out = run_demo();
-    assert!(out.contains("stored 300 digits"), "{out}");
-    let counts: Vec<String> = (0..10)
-        .map(|c| {
-            format!(
-                "{c}:{}",
-                labels()[..300].iter().filter(|&&l| l == c).count()
-            )
-        })
-        .collect();
-    assert!(out.contains(&counts.join(" ")), "{out}");
-    let png = image::open(out_dir.join("first-3.png")).unwrap().to_luma8();
-    let first_three = vigil::mnist::read_dir(data())
+    assert!(out.contains("stored 900 digits"), "{out}");
+    assert!(out.contains("documents stored:        1000"), "{out}");
+    assert!(out.contains("late inserts predicted:  100/100"), "{out}");
+    assert!(
+        out.contains("backfill:                900 documents"),
+        "{out}"
+    );
+    assert!(out.contains("listeners: mnist/img/lenet5"), "{out}");
+    let accuracy = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("final valid accuracy:"))
+        .and_then(|l| l.trim().split('%').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("a final accuracy in the summary");
+    assert!((0.0..=100.0).contains(&accuracy), "{out}");
+    let png = image::open(out_dir.join("first-digit.png"))
         .unwrap()
-        .map(Result::unwrap)
-        .find(|d| d.label == 3)
+        .to_luma8();
+    let first = vigil::mnist::read_dir(data())
+        .unwrap()
+        .next()
+        .unwrap()
         .unwrap();
     assert_eq!(
-        png, first_three.image,
-        "the saved image is the first 3, read back from the database"
+        png, first.image,
+        "the saved image is the first digit, read back"
     );
+    let plot = image::open(out_dir.join("my_valid-acc.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(plot.dimensions(), (800, 480));
+    assert!(
+        plot.pixels().filter(|p| p.0 == [0, 0, 255]).count() > 100,
+        "a blue curve"
+    );
+
     let again = run_demo();
     assert!(
-        again.contains("dropped the previous `mnist` collection")
-            && again.contains("stored 300 digits")
+        again.contains("dropped the previous `mnist` collection"),
+        "{again}"
     );
-    assert_eq!(stdout(&vigil(&db, &["count", "mnist"])), "300\n");
+    assert!(
+        again.contains("late inserts predicted:  100/100"),
+        "{again}"
+    );
+    assert_eq!(stdout(&vigil(&db, &["count", "mnist"])), "1000\n");
+    let predicted = stdout(&vigil(
+        &db,
+        &[
+            "count",
+            "mnist",
+            r#"{"_outputs.img.lenet5": {"$exists": true}}"#,
+        ],
+    ));
+    assert_eq!(predicted, "1000\n");
 }
 
 #[test]

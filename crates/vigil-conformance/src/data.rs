@@ -27,3 +27,39 @@ pub fn documents(n: usize) -> Vec<vigil::Document> {
         .map(|d| d.to_document().expect("a digit encodes as PNG"))
         .collect()
 }
+
+/// PyTorch's predictions for the first 1,000 digits (`data/lenet5`).
+pub fn pytorch_predictions() -> Vec<i64> {
+    std::fs::read(mnist_dir().join("../lenet5/reference-predictions-u8-1000.bin"))
+        .expect("reference predictions in data/lenet5")
+        .into_iter()
+        .map(i64::from)
+        .collect()
+}
+
+/// Registers PyTorch's LeNet5 (exported to ONNX, `data/lenet5`) as `lenet5`, with the MNIST
+/// preprocess and an argmax; returns its version.
+pub fn add_lenet5_onnx(db: &vigil::Datalayer, batch_size: usize) -> u32 {
+    let bytes = std::fs::read(mnist_dir().join("../lenet5/lenet5.onnx")).expect("lenet5.onnx");
+    let mut model = vigil::ml::PipelineModel::onnx("lenet5", bytes)
+        .expect("the ONNX graph loads")
+        .preprocess(vigil::ml::mnist_preprocess())
+        .postprocess(vigil::ml::Postprocess::Argmax)
+        .batch_size(batch_size);
+    db.add_model(&mut model).expect("the model is stored")
+}
+
+/// `_outputs.img.lenet5` of every document of a collection, in insertion order.
+pub fn predictions(collection: &vigil::Collection) -> Vec<Option<i64>> {
+    collection
+        .find(serde_json::json!({}))
+        .projection(serde_json::json!({"img": 0}))
+        .run()
+        .expect("a find runs")
+        .map(|d| {
+            d.expect("documents decode")
+                .get_path("_outputs.img.lenet5")
+                .and_then(vigil::Value::as_i64)
+        })
+        .collect()
+}

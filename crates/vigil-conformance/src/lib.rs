@@ -44,7 +44,13 @@ macro_rules! conformance_suite {
             indexes_are_listed_and_queries_stay_correct,
             collections_are_listed_dropped_and_validated,
             hostile_names_and_values_are_safe,
-            missing_collections_read_as_empty
+            missing_collections_read_as_empty,
+            listener_backfills_every_digit_with_pytorchs_predictions,
+            inserts_updates_and_deletes_keep_outputs_current,
+            undecodable_images_are_parked_and_the_rest_predicted,
+            chains_run_after_their_upstream,
+            a_new_model_version_replaces_every_output,
+            a_document_written_during_its_computation_is_computed_again
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -2,8 +2,11 @@
 //! folds and validates documents; a backend stores, finds and changes them, running filters
 //! inside the database.
 
+use std::time::Duration;
+
+use crate::listen::{Claim, FailureRecord, JobRecord, ListenerRecord};
 use crate::names::FieldPath;
-use crate::{Document, Filter, FindQuery, Result, Update};
+use crate::{Document, Filter, FindQuery, Result, Update, Value};
 
 /// Documents streamed out of a backend, batch by batch; never the whole result at once.
 pub type DocumentStream = Box<dyn Iterator<Item = Result<Document>> + Send>;
@@ -107,6 +110,63 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Removes one version, or every version; returns how many were removed.
     fn remove_component(&self, kind: &str, identifier: &str, version: Option<u32>) -> Result<u64>;
+
+    // --- Listeners: change capture, work queue, outputs -------------------------------------
+
+    /// Installs a listener (or moves an existing one to `listener.model_version`): from the
+    /// commit on, every insert, update and delete of its collection, by any client, queues
+    /// work for it inside the database. With `backfill`, every document its select matches
+    /// is queued too, tagged with that job (whose `total` is set to their number), in the
+    /// same transaction. Returns how many documents were queued.
+    fn install_listener(
+        &self,
+        listener: &ListenerRecord,
+        backfill: Option<&JobRecord>,
+    ) -> Result<u64>;
+
+    /// The installed listeners, in installation order.
+    fn listeners(&self) -> Result<Vec<ListenerRecord>>;
+
+    /// Removes a listener with its queue, outputs and errors; false if it did not exist.
+    fn remove_listener(&self, name: &str) -> Result<bool>;
+
+    /// Claims up to `limit` queued items that are due, for `worker`, for at most `lease`
+    /// (after which another worker may take them). None when nothing is due.
+    fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Option<Box<dyn Claim>>>;
+
+    /// Blocks until the queue may have changed (another connection committed) or `timeout`
+    /// passed; never busy-polls the queue table itself.
+    fn wait_for_work(&self, timeout: Duration) -> Result<()>;
+
+    /// Queued items: for one listener, or all.
+    fn pending(&self, listener: Option<&str>) -> Result<u64>;
+
+    /// The model version and input hash of stored outputs of `listener`, for those of `ids`
+    /// that have one.
+    fn output_states(&self, listener: &str, ids: &[Value]) -> Result<Vec<(Value, u32, String)>>;
+
+    /// Outputs of a listener: how many per model version.
+    fn output_versions(&self, listener: &str) -> Result<Vec<(u32, u64)>>;
+
+    /// The holders of live claims (`host:pid:…` strings chosen by workers).
+    fn claim_holders(&self) -> Result<Vec<String>>;
+
+    /// Gives back the claims of a holder known to be dead; returns how many.
+    fn release_claims(&self, holder: &str) -> Result<u64>;
+
+    /// Documents listeners failed on, most recent first.
+    fn failures(&self, listener: Option<&str>) -> Result<Vec<FailureRecord>>;
+
+    // --- Jobs ----------------------------------------------------------------------------
+
+    /// Stores a job record, replacing one with the same id.
+    fn put_job(&self, job: &JobRecord) -> Result<()>;
+
+    /// One job.
+    fn get_job(&self, id: &str) -> Result<Option<JobRecord>>;
+
+    /// The most recent jobs first, at most `limit`.
+    fn jobs(&self, limit: usize) -> Result<Vec<JobRecord>>;
 }
 
 /// The hash artifacts are stored under: SHA-256, lower-case hex.

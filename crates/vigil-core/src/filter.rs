@@ -95,6 +95,20 @@ impl Filter {
         matches!(self, Filter::And(v) if v.is_empty())
     }
 
+    /// Every field path the filter reads, in order of appearance (repeats included).
+    pub fn paths(&self) -> Vec<&FieldPath> {
+        let mut out = Vec::new();
+        fn walk<'a>(f: &'a Filter, out: &mut Vec<&'a FieldPath>) {
+            match f {
+                Filter::And(parts) | Filter::Or(parts) => parts.iter().for_each(|p| walk(p, out)),
+                Filter::Not(inner) => walk(inner, out),
+                Filter::Field { path, .. } => out.push(path),
+            }
+        }
+        walk(self, &mut out);
+        out
+    }
+
     /// Parses a Mongo-style filter document.
     pub fn parse(json: &Json) -> Result<Filter> {
         parse_document(json, "")

@@ -50,6 +50,12 @@ pub fn check_document(doc: &Document, index: Option<usize>, codecs: Option<&Code
             })
         }
     }
+    if doc.contains(crate::listen::OUTPUTS_FIELD) {
+        return Err(Error::InvalidDocument {
+            location: check.at(crate::listen::OUTPUTS_FIELD),
+            reason: "`_outputs` is written by listeners and cannot be stored in a document".into(),
+        });
+    }
     let mut path = String::new();
     check.fields(doc, &mut path)
 }

@@ -376,6 +376,87 @@ impl PipelineModel {
     }
 }
 
+impl PipelineModel {
+    /// One result per input, where an input that cannot be processed fails alone: inputs are
+    /// preprocessed one by one (in parallel on the model's pool), the rest go through the
+    /// forward pass in batches, and a batch whose forward pass fails is retried input by
+    /// input. Listeners use this so one bad document never fails its neighbours.
+    pub fn predict_each(&self, inputs: &[Value]) -> Vec<Result<Value>> {
+        let id = &self.record.identifier;
+        if let Engine::Function(f) = &self.engine {
+            if let Ok(out) = f(inputs) {
+                if out.len() == inputs.len() {
+                    return out.into_iter().map(Ok).collect();
+                }
+            }
+            return inputs
+                .iter()
+                .map(|v| {
+                    let mut out = f(std::slice::from_ref(v))?;
+                    match (out.pop(), out.is_empty()) {
+                        (Some(v), true) => Ok(v),
+                        _ => Err(Error::model(
+                            id,
+                            "the function returned a wrong number of outputs",
+                        )),
+                    }
+                })
+                .collect();
+        }
+        use rayon::prelude::*;
+        let steps = &self.record.preprocess;
+        let prepared: Vec<std::result::Result<Input, String>> = self
+            .pool
+            .install(|| inputs.par_iter().map(|v| preprocess(steps, v)).collect());
+        let mut results: Vec<Option<Result<Value>>> = (0..inputs.len()).map(|_| None).collect();
+        let mut ready: Vec<(usize, Input)> = Vec::with_capacity(inputs.len());
+        for (i, p) in prepared.into_iter().enumerate() {
+            match p {
+                Ok(input) => ready.push((i, input)),
+                Err(e) => results[i] = Some(Err(Error::model(id, e))),
+            }
+        }
+        let shape = ready.first().map(|(_, x)| x.shape.clone());
+        if let Some(shape) = shape {
+            let (same, other): (Vec<_>, Vec<_>) =
+                ready.into_iter().partition(|(_, x)| x.shape == shape);
+            for (i, x) in other {
+                results[i] = Some(Err(Error::model(
+                    id,
+                    format!("input has shape {:?}, its batch {shape:?}", x.shape),
+                )));
+            }
+            for chunk in same.chunks(self.record.batch_size.max(1)) {
+                let mut data = Vec::with_capacity(chunk.len() * chunk[0].1.data.len());
+                for (_, x) in chunk {
+                    data.extend_from_slice(&x.data);
+                }
+                match self.forward(data, chunk.len(), &shape) {
+                    Ok(raw) => {
+                        let width = (raw.len() / chunk.len()).max(1);
+                        for ((i, _), row) in chunk.iter().zip(raw.chunks(width)) {
+                            results[*i] = Some(Ok(self.record.postprocess.apply(row)));
+                        }
+                    }
+                    Err(e) if chunk.len() == 1 => results[chunk[0].0] = Some(Err(e)),
+                    Err(_) => {
+                        for (i, x) in chunk {
+                            results[*i] = Some(
+                                self.forward(x.data.clone(), 1, &shape)
+                                    .map(|raw| self.record.postprocess.apply(&raw)),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::model(id, "input was not processed"))))
+            .collect()
+    }
+}
+
 impl Model for PipelineModel {
     fn identifier(&self) -> &str {
         &self.record.identifier

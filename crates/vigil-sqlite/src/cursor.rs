@@ -2,13 +2,17 @@
 //! documents in batches through a bounded channel, so neither side ever holds the whole result
 //! and the caller may write to the database while it iterates.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
 
 use rusqlite::types::ValueRef;
-use vigil_core::{stored, Document, DocumentStream, Error, Projection, Result, Value};
+use vigil_core::{
+    stored, Document, DocumentStream, Error, Projection, Result, Value, OUTPUTS_FIELD,
+};
 
 use crate::pool::Reader;
-use crate::sql::Sql;
+use crate::sql::{Scope, Sql};
 use crate::{db_err, is_missing_table};
 
 /// Documents per message between the query thread and the caller.
@@ -16,8 +20,74 @@ const BATCH: usize = 256;
 /// Batches the query thread may run ahead.
 const AHEAD: usize = 2;
 
-/// Decodes one `SELECT id, doc, blobs` row.
-pub(crate) fn read_row(row: &rusqlite::Row<'_>, collection: &str) -> Result<Document> {
+/// Which listener writes which `_outputs.<key>.<model>` entry, by listener id.
+#[derive(Debug, Default)]
+pub(crate) struct OutputNames(HashMap<i64, (String, String)>);
+
+impl OutputNames {
+    pub(crate) fn of(scope: &Scope) -> Option<Arc<OutputNames>> {
+        if scope.outputs.is_empty() {
+            return None;
+        }
+        Some(Arc::new(OutputNames(
+            scope
+                .outputs
+                .iter()
+                .map(|(id, _, key, model)| (*id, (key.clone(), model.clone())))
+                .collect(),
+        )))
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Decodes the outputs column (`[[listener, doc, hex(blobs)], …]`) into `_outputs`.
+fn read_outputs(json: &str, names: &OutputNames, collection: &str) -> Result<Option<Document>> {
+    let corrupt = |reason: String| Error::Corrupt {
+        collection: format!("vigil_outputs of {collection}"),
+        reason,
+    };
+    let rows: Vec<(i64, String, Option<String>)> =
+        serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut outputs = Document::new();
+    for (listener, doc, blobs) in rows {
+        let Some((key, model)) = names.0.get(&listener) else {
+            continue;
+        };
+        let blobs = unhex(blobs.as_deref().unwrap_or(""))
+            .ok_or_else(|| corrupt("blobs are not hex".into()))?;
+        let mut decoded = stored::decode(Value::Null, &doc, &blobs, "vigil_outputs")?;
+        let value = decoded.remove("v").unwrap_or(Value::Null);
+        match outputs.get_mut(key) {
+            Some(Value::Object(models)) => {
+                models.insert(model.clone(), value);
+            }
+            _ => {
+                outputs.insert(key.clone(), Document::new().with(model.clone(), value));
+            }
+        }
+    }
+    Ok(Some(outputs))
+}
+
+/// Decodes one `SELECT id, doc, blobs[, outputs]` row; with `names`, the fourth column
+/// becomes the document's `_outputs`.
+pub(crate) fn read_row(
+    row: &rusqlite::Row<'_>,
+    collection: &str,
+    names: Option<&OutputNames>,
+) -> Result<Document> {
     let corrupt = |reason: String| Error::Corrupt {
         collection: collection.to_string(),
         reason,
@@ -38,7 +108,19 @@ pub(crate) fn read_row(row: &rusqlite::Row<'_>, collection: &str) -> Result<Docu
         ValueRef::Null => &[],
         other => return Err(corrupt(format!("blobs of type {:?}", other.data_type()))),
     };
-    stored::decode(id, json, blobs, collection)
+    let mut doc = stored::decode(id, json, blobs, collection)?;
+    if let Some(names) = names {
+        if let ValueRef::Text(t) = row.get_ref(3).map_err(db_err("reading outputs"))? {
+            let json = std::str::from_utf8(t).map_err(|e| Error::Corrupt {
+                collection: collection.to_string(),
+                reason: format!("outputs are not UTF-8: {e}"),
+            })?;
+            if let Some(outputs) = read_outputs(json, names, collection)? {
+                doc.insert(OUTPUTS_FIELD, outputs);
+            }
+        }
+    }
+    Ok(doc)
 }
 
 /// Runs `sql` (selecting `id, doc, blobs`) and collects every row; for small, bounded results.
@@ -47,6 +129,7 @@ pub(crate) fn collect(
     conn: &rusqlite::Connection,
     sql: &Sql,
     collection: &str,
+    names: Option<&OutputNames>,
 ) -> Result<Vec<Result<Document>>> {
     let mut stmt = match conn.prepare_cached(&sql.text) {
         Ok(s) => s,
@@ -58,7 +141,7 @@ pub(crate) fn collect(
         .map_err(db_err("running a find"))?;
     let mut docs: Vec<Result<Document>> = Vec::new();
     while let Some(row) = rows.next().map_err(db_err("reading a row"))? {
-        docs.push(read_row(row, collection));
+        docs.push(read_row(row, collection, names));
     }
     Ok(docs)
 }
@@ -69,6 +152,7 @@ pub(crate) fn stream(
     sql: Sql,
     collection: String,
     projection: Option<Projection>,
+    names: Option<Arc<OutputNames>>,
 ) -> DocumentStream {
     let (tx, rx) = sync_channel::<Vec<Result<Document>>>(AHEAD);
     std::thread::spawn(move || {
@@ -84,7 +168,7 @@ pub(crate) fn stream(
                 .map_err(db_err("running a find"))?;
             while let Some(row) = rows.next().map_err(db_err("reading a row"))? {
                 // A corrupt row is an error in its place; the rows after it still come.
-                let doc = read_row(row, &collection);
+                let doc = read_row(row, &collection, names.as_deref());
                 batch.push(match (&projection, doc) {
                     (Some(p), Ok(doc)) => Ok(p.apply(doc)),
                     (_, doc) => doc,

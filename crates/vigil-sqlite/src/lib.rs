@@ -6,22 +6,25 @@
 //! expressions, so SQLite's planner uses them.
 
 mod cursor;
+mod listen;
 mod pool;
 mod registry;
 mod sql;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::TransactionBehavior;
+use vigil_core::listen::{Claim, FailureRecord, JobRecord};
 use vigil_core::{
     stored, Backend, Document, DocumentSource, DocumentStream, Error, FieldPath, Filter, FindQuery,
-    Result, Update, UpdateOutcome, Value, ID_FIELD,
+    ListenerRecord, Result, Update, UpdateOutcome, Value, ID_FIELD,
 };
 
 use pool::Pool;
-use sql::Sql;
+use sql::{Scope, Sql};
 
 /// Turns a driver error into vigil's, with what was being done.
 pub(crate) fn db_err(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -50,6 +53,8 @@ CREATE TABLE IF NOT EXISTS vigil_collections (
 #[derive(Debug)]
 pub struct SqliteBackend {
     pool: Arc<Pool>,
+    // The connection `wait_for_work` polls, with the data version it last saw.
+    watch: std::sync::Mutex<Option<(rusqlite::Connection, i64)>>,
     // Keeps an ephemeral database's directory alive; removed on drop.
     _ephemeral: Option<tempfile::TempDir>,
 }
@@ -59,10 +64,11 @@ impl SqliteBackend {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteBackend> {
         let pool = Pool::open(path.as_ref())?;
         pool.writer()
-            .execute_batch(&format!("{SCHEMA}{}", registry::SCHEMA))
+            .execute_batch(&format!("{SCHEMA}{}{}", registry::SCHEMA, listen::SCHEMA))
             .map_err(db_err("creating vigil's tables"))?;
         Ok(SqliteBackend {
             pool: Arc::new(pool),
+            watch: Default::default(),
             _ephemeral: None,
         })
     }
@@ -86,7 +92,7 @@ impl SqliteBackend {
     }
 }
 
-fn table(collection: &str) -> String {
+pub(crate) fn table(collection: &str) -> String {
     // Collection names are validated to [A-Za-z][A-Za-z0-9_]*, so quoting is enough.
     format!("\"{collection}\"")
 }
@@ -103,15 +109,44 @@ fn blobs_param(blobs: Vec<u8>) -> SqlValue {
     }
 }
 
-fn select(collection: &str, filter: &Filter) -> Sql {
-    let s = Sql::with_filter(
-        format!("SELECT id, doc, blobs FROM {} WHERE ", table(collection)),
+fn select(collection: &str, filter: &Filter, scope: &Scope) -> Sql {
+    let outputs = scope
+        .outputs_column()
+        .map(|c| format!(", {c}"))
+        .unwrap_or_default();
+    Sql::with_filter(
+        format!(
+            "SELECT id, doc, blobs{outputs} FROM {} WHERE ",
+            table(collection)
+        ),
         filter,
-    );
-    s
+        scope,
+    )
 }
 
-fn create_table(tx: &rusqlite::Transaction<'_>, collection: &str) -> Result<()> {
+/// The scope a filter on `collection` compiles in: listeners are looked up only when the
+/// filter reads `_outputs` or the caller wants outputs attached.
+fn scope_for(
+    conn: &rusqlite::Connection,
+    collection: &str,
+    filter: &Filter,
+    attach_outputs: bool,
+) -> Result<Scope> {
+    let reads_outputs = filter
+        .paths()
+        .iter()
+        .any(|p| p.segments()[0] == vigil_core::OUTPUTS_FIELD);
+    if attach_outputs || reads_outputs {
+        Scope::load(conn, collection)
+    } else {
+        Ok(Scope {
+            table: table(collection),
+            outputs: Vec::new(),
+        })
+    }
+}
+
+pub(crate) fn create_table(tx: &rusqlite::Transaction<'_>, collection: &str) -> Result<()> {
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {} (seq INTEGER PRIMARY KEY, id NOT NULL UNIQUE, doc TEXT NOT NULL, blobs BLOB);",
         table(collection)
@@ -214,9 +249,11 @@ impl SqliteBackend {
         filter: &Filter,
         many: bool,
     ) -> Result<Vec<i64>> {
+        let scope = scope_for(tx, collection, filter, false)?;
         let mut s = Sql::with_filter(
             format!("SELECT seq FROM {} WHERE ", table(collection)),
             filter,
+            &scope,
         );
         s.text.push_str(if many {
             " ORDER BY seq"
@@ -251,7 +288,7 @@ impl SqliteBackend {
                 collection: collection.into(),
                 reason: format!("row {seq} vanished inside a transaction"),
             })?;
-        cursor::read_row(row, collection)
+        cursor::read_row(row, collection, None)
     }
 
     fn store(
@@ -281,16 +318,18 @@ impl SqliteBackend {
 impl SqliteBackend {
     /// SQLite's query plan for counting what `filter` matches: shows whether an index is used.
     pub fn explain(&self, collection: &str, filter: &Filter) -> Result<Vec<String>> {
+        // A fresh connection: EXPLAIN plans at prepare time, against the schema the connection
+        // last loaded, and a pooled one may not have seen a new index yet.
+        let conn = pool::open_connection(self.pool.path())?;
+        let scope = scope_for(&conn, collection, filter, false)?;
         let s = Sql::with_filter(
             format!(
                 "EXPLAIN QUERY PLAN SELECT count(*) FROM {} WHERE ",
                 table(collection)
             ),
             filter,
+            &scope,
         );
-        // A fresh connection: EXPLAIN plans at prepare time, against the schema the connection
-        // last loaded, and a pooled one may not have seen a new index yet.
-        let conn = pool::open_connection(self.pool.path())?;
         let mut stmt = conn
             .prepare(&s.text)
             .map_err(db_err("explaining a filter"))?;
@@ -327,6 +366,7 @@ impl Backend for SqliteBackend {
                 .execute("DELETE FROM vigil_collections WHERE name = ?", [collection])
                 .map_err(db_err("unregistering a collection"))?
                 > 0;
+            listen::drop_listeners_of(tx, collection)?;
             tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", table(collection)))
                 .map_err(db_err(format!("dropping `{collection}`")))?;
             Ok(existed)
@@ -372,17 +412,19 @@ impl Backend for SqliteBackend {
     }
 
     fn find(&self, collection: &str, query: &FindQuery) -> Result<DocumentStream> {
-        let mut s = select(collection, &query.filter);
-        sql::order_by(&query.sort, &mut s);
+        let reader = self.pool.reader()?;
+        let scope = scope_for(&reader, collection, &query.filter, true)?;
+        let names = cursor::OutputNames::of(&scope);
+        let mut s = select(collection, &query.filter, &scope);
+        sql::order_by(&query.sort, &scope, &mut s);
         s.text.push_str(" LIMIT ? OFFSET ?");
         let limit = query.limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
         s.params.push(SqlValue::Integer(limit));
         s.params
             .push(SqlValue::Integer(query.skip.min(i64::MAX as u64) as i64));
-        let reader = self.pool.reader()?;
         // A small bounded result is cheaper to read right here than through a thread.
         if query.limit.is_some_and(|l| l <= 64) {
-            let docs = cursor::collect(&reader, &s, collection)?;
+            let docs = cursor::collect(&reader, &s, collection, names.as_deref())?;
             let projection = query.projection.clone();
             return Ok(Box::new(docs.into_iter().map(move |d| {
                 match (&projection, d) {
@@ -396,15 +438,18 @@ impl Backend for SqliteBackend {
             s,
             collection.to_string(),
             query.projection.clone(),
+            names,
         ))
     }
 
     fn count(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        let reader = self.pool.reader()?;
+        let scope = scope_for(&reader, collection, filter, false)?;
         let s = Sql::with_filter(
             format!("SELECT count(*) FROM {} WHERE ", table(collection)),
             filter,
+            &scope,
         );
-        let reader = self.pool.reader()?;
         let mut stmt = match reader.prepare_cached(&s.text) {
             Ok(stmt) => stmt,
             Err(e) if is_missing_table(&e) => return Ok(0),
@@ -481,12 +526,14 @@ impl Backend for SqliteBackend {
     fn delete(&self, collection: &str, filter: &Filter, many: bool) -> Result<u64> {
         self.write("a delete", |tx| {
             let t = table(collection);
+            let scope = scope_for(tx, collection, filter, false)?;
             let s = if many {
-                Sql::with_filter(format!("DELETE FROM {t} WHERE "), filter)
+                Sql::with_filter(format!("DELETE FROM {t} WHERE "), filter, &scope)
             } else {
                 let mut s = Sql::with_filter(
                     format!("DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} WHERE "),
                     filter,
+                    &scope,
                 );
                 s.text.push_str(" ORDER BY seq LIMIT 1)");
                 s
@@ -502,6 +549,14 @@ impl Backend for SqliteBackend {
     fn create_index(&self, collection: &str, path: &FieldPath) -> Result<()> {
         if path.is_id() {
             return Ok(()); // the UNIQUE constraint already indexes it
+        }
+        if path.segments()[0] == vigil_core::OUTPUTS_FIELD {
+            return Err(Error::InvalidQuery {
+                part: "index",
+                path: path.dotted(),
+                reason: "outputs live in vigil_outputs, already indexed by listener and document"
+                    .into(),
+            });
         }
         self.write("creating an index", |tx| {
             create_table(tx, collection)?;
@@ -566,5 +621,65 @@ impl Backend for SqliteBackend {
 
     fn remove_component(&self, kind: &str, identifier: &str, version: Option<u32>) -> Result<u64> {
         self.remove_component_impl(kind, identifier, version)
+    }
+
+    fn install_listener(
+        &self,
+        listener: &ListenerRecord,
+        backfill: Option<&JobRecord>,
+    ) -> Result<u64> {
+        self.install_listener_impl(listener, backfill)
+    }
+
+    fn listeners(&self) -> Result<Vec<ListenerRecord>> {
+        self.listeners_impl()
+    }
+
+    fn remove_listener(&self, name: &str) -> Result<bool> {
+        self.remove_listener_impl(name)
+    }
+
+    fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Option<Box<dyn Claim>>> {
+        self.claim_impl(worker, limit, lease)
+    }
+
+    fn wait_for_work(&self, timeout: Duration) -> Result<()> {
+        self.wait_for_work_impl(timeout)
+    }
+
+    fn pending(&self, listener: Option<&str>) -> Result<u64> {
+        self.pending_impl(listener)
+    }
+
+    fn output_states(&self, listener: &str, ids: &[Value]) -> Result<Vec<(Value, u32, String)>> {
+        self.output_states_impl(listener, ids)
+    }
+
+    fn output_versions(&self, listener: &str) -> Result<Vec<(u32, u64)>> {
+        self.output_versions_impl(listener)
+    }
+
+    fn claim_holders(&self) -> Result<Vec<String>> {
+        self.claim_holders_impl()
+    }
+
+    fn release_claims(&self, holder: &str) -> Result<u64> {
+        self.release_claims_impl(holder)
+    }
+
+    fn failures(&self, listener: Option<&str>) -> Result<Vec<FailureRecord>> {
+        self.failures_impl(listener)
+    }
+
+    fn put_job(&self, job: &JobRecord) -> Result<()> {
+        self.put_job_impl(job)
+    }
+
+    fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
+        self.get_job_impl(id)
+    }
+
+    fn jobs(&self, limit: usize) -> Result<Vec<JobRecord>> {
+        self.jobs_impl(limit)
     }
 }

@@ -14,14 +14,72 @@ pub(crate) struct Sql {
     pub params: Vec<SqlValue>,
 }
 
+/// What paths resolve against: the collection's table, and the listeners whose outputs
+/// appear under `_outputs.<key>.<model>`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scope {
+    /// The quoted table name, for correlated subqueries.
+    pub table: String,
+    /// Each listener's id with its output segments (key segments, then the model).
+    pub outputs: Vec<(i64, Vec<String>, String, String)>,
+}
+
+impl Scope {
+    /// The scope of `collection`, listing its listeners.
+    pub fn load(conn: &rusqlite::Connection, collection: &str) -> vigil_core::Result<Scope> {
+        let mut stmt = conn
+            .prepare_cached("SELECT id, json_extract(record, '$.key'), json_extract(record, '$.model') FROM vigil_listeners WHERE collection = ? ORDER BY id")
+            .map_err(crate::db_err("reading listeners"))?;
+        let outputs = stmt
+            .query_map([collection], |r| {
+                let key: String = r.get(1)?;
+                let model: String = r.get(2)?;
+                let mut segs: Vec<String> = key.split('.').map(str::to_string).collect();
+                segs.push(model.clone());
+                Ok((r.get(0)?, segs, key, model))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(crate::db_err("reading listeners"))?;
+        Ok(Scope {
+            table: crate::table(collection),
+            outputs,
+        })
+    }
+
+    /// The listener and remaining segments of an `_outputs.<key>.<model>…` path: the
+    /// listener with the longest matching key wins.
+    fn output<'p>(&self, path: &'p [String]) -> Option<(i64, &'p [String])> {
+        self.outputs
+            .iter()
+            .filter(|(_, segs, ..)| path.len() >= segs.len() && path[..segs.len()] == segs[..])
+            .max_by_key(|(_, segs, ..)| segs.len())
+            .map(|(id, segs, ..)| (*id, &path[segs.len()..]))
+    }
+
+    /// SQL for the `_outputs` column of a row: `[listener id, doc, hex(blobs)]` triples as a
+    /// JSON array, or NULL without listeners.
+    pub fn outputs_column(&self) -> Option<String> {
+        if self.outputs.is_empty() {
+            return None;
+        }
+        let ids: Vec<String> = self.outputs.iter().map(|(id, ..)| id.to_string()).collect();
+        Some(format!(
+            "(SELECT json_group_array(json_array(o.listener, o.doc, hex(o.blobs))) FROM vigil_outputs o \
+             WHERE o.listener IN ({}) AND o.doc_id = {}.id)",
+            ids.join(","),
+            self.table
+        ))
+    }
+}
+
 impl Sql {
     /// `prefix` (e.g. `SELECT … WHERE `) followed by the compiled filter.
-    pub fn with_filter(prefix: String, f: &Filter) -> Sql {
+    pub fn with_filter(prefix: String, f: &Filter, scope: &Scope) -> Sql {
         let mut s = Sql {
             text: prefix,
             params: Vec::new(),
         };
-        filter(f, &mut s);
+        filter(f, scope, &mut s);
         s
     }
 
@@ -41,11 +99,16 @@ pub(crate) struct Accessor {
     kind: String,
 }
 
-/// The JSON path literal of a field path, e.g. `'$."a"."b"'`.
+/// The JSON path literal of a field path, e.g. `'$."a"."b"'`. Segments hold only
+/// `[A-Za-z0-9_-]`, so no quote can break out of the literal.
 pub(crate) fn json_path(path: &FieldPath) -> String {
+    json_path_of(path.segments())
+}
+
+/// The JSON path literal of segments under a prefix segment list.
+fn json_path_of<'a>(segments: impl IntoIterator<Item = &'a String>) -> String {
     let mut s = String::from("'$");
-    for seg in path.segments() {
-        // Segments hold only [A-Za-z0-9_-], so no quote can break out of the literal.
+    for seg in segments {
         s.push_str(".\"");
         s.push_str(seg);
         s.push('"');
@@ -54,7 +117,30 @@ pub(crate) fn json_path(path: &FieldPath) -> String {
     s
 }
 
-pub(crate) fn accessor(path: &FieldPath) -> Accessor {
+pub(crate) fn accessor(path: &FieldPath, scope: &Scope) -> Accessor {
+    let segs = path.segments();
+    if segs[0] == vigil_core::OUTPUTS_FIELD {
+        // Outputs live in vigil_outputs, one row per (listener, document), the value under
+        // `v`; a path no listener produces is a missing field.
+        let Some((listener, rest)) = scope.output(&segs[1..]) else {
+            return Accessor {
+                value: "NULL".into(),
+                kind: "NULL".into(),
+            };
+        };
+        let v = String::from("v");
+        let p = json_path_of(std::iter::once(&v).chain(rest));
+        let sub = |f: &str| {
+            format!(
+                "(SELECT {f}(o.doc,{p}) FROM vigil_outputs o WHERE o.listener = {listener} AND o.doc_id = {}.id)",
+                scope.table
+            )
+        };
+        return Accessor {
+            value: sub("json_extract"),
+            kind: sub("json_type"),
+        };
+    }
     if path.is_id() {
         Accessor {
             value: "id".into(),
@@ -72,7 +158,7 @@ pub(crate) fn accessor(path: &FieldPath) -> Accessor {
 /// The expressions an index on `path` is built over (value, JSON type); they must be the very
 /// text filters use, or SQLite will not match them.
 pub(crate) fn index_expressions(path: &FieldPath) -> (String, String) {
-    let a = accessor(path);
+    let a = accessor(path, &Scope::default());
     (a.value, a.kind)
 }
 
@@ -92,7 +178,7 @@ const NUMBER_TYPES: &str = "('integer','real')";
 /// Appends a WHERE expression. Its truth value is 1, or 0/NULL for "no match": NULL only arises
 /// from a missing field inside a positive condition, and every negation wraps its operand in
 /// `COALESCE(…,0)` first, so NULL always means "no match".
-pub(crate) fn filter(f: &Filter, out: &mut Sql) {
+pub(crate) fn filter(f: &Filter, scope: &Scope, out: &mut Sql) {
     match f {
         Filter::And(parts) | Filter::Or(parts) if parts.is_empty() => {
             out.push(if matches!(f, Filter::And(_)) {
@@ -112,16 +198,16 @@ pub(crate) fn filter(f: &Filter, out: &mut Sql) {
                 if i > 0 {
                     out.push(joiner);
                 }
-                filter(p, out);
+                filter(p, scope, out);
             }
             out.push(")");
         }
         Filter::Not(inner) => {
             out.push("(NOT COALESCE(");
-            filter(inner, out);
+            filter(inner, scope, out);
             out.push(",0))");
         }
-        Filter::Field { path, condition } => field(&accessor(path), condition, out),
+        Filter::Field { path, condition } => field(&accessor(path, scope), condition, out),
     }
 }
 
@@ -203,10 +289,10 @@ fn field(a: &Accessor, condition: &Condition, out: &mut Sql) {
 }
 
 /// `ORDER BY …`, ending with insertion order so results are deterministic.
-pub(crate) fn order_by(sort: &[(FieldPath, Direction)], out: &mut Sql) {
+pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut Sql) {
     out.push(" ORDER BY ");
     for (path, dir) in sort {
-        out.push(&accessor(path).value);
+        out.push(&accessor(path, scope).value);
         out.push(match dir {
             Direction::Ascending => " ASC, ",
             Direction::Descending => " DESC, ",

@@ -153,10 +153,13 @@ impl Collection {
         self.db.backend().update(&self.name, &filter, &update, many)
     }
 
-    /// Replaces the first matching document with `doc`, keeping its `_id`.
+    /// Replaces the first matching document with `doc`, keeping its `_id`. An `_outputs` field
+    /// (as found documents carry) is ignored: outputs belong to listeners.
     pub fn replace_one(&self, filter: Json, doc: impl IntoDocument) -> Result<UpdateOutcome> {
         let filter = Filter::parse(&filter)?;
-        let doc = doc.into_document()?;
+        let mut doc = doc.into_document()?;
+        // A document read back carries its listeners' outputs; they are not part of it.
+        doc.remove(vigil_core::OUTPUTS_FIELD);
         self.db
             .with_codecs(|c| stored::check_document(&doc, None, Some(c)))?;
         self.db.backend().replace_one(&self.name, &filter, &doc)

@@ -238,6 +238,8 @@ impl Datalayer {
             })
             .collect();
         let mut last = String::new();
+        let mut job = vigil_core::listen::JobRecord::start("fit", &model.to_record().identifier, 0);
+        self.backend().put_job(&job)?;
         let report = vigil_ml::fit(
             model,
             &options.trainer,
@@ -259,9 +261,22 @@ impl Datalayer {
                         .join(" ");
                 }
             },
-        )?;
+        );
         bar.finish_and_clear();
-        self.add_model(model)?;
+        job.finished = Some(vigil_core::listen::now());
+        let report = match report.and_then(|r| self.add_model(model).map(|_| r)) {
+            Ok(report) => report,
+            Err(e) => {
+                job.status = vigil_core::listen::JobStatus::Failed;
+                job.error = Some(e.to_string());
+                self.backend().put_job(&job)?;
+                return Err(e);
+            }
+        };
+        job.status = vigil_core::listen::JobStatus::Success;
+        job.done = report.iterations;
+        job.total = report.iterations;
+        self.backend().put_job(&job)?;
         Ok(report)
     }
 }

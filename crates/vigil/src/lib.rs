@@ -31,19 +31,26 @@
 mod collection;
 mod datalayer;
 mod fit;
+mod listener;
 pub mod mnist;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod registry;
+mod worker;
 
 pub use collection::{Collection, Cursor, Find, IntoDocument};
 pub use datalayer::{connect, Datalayer, Options};
 pub use fit::FitOptions;
 pub use image;
+pub use listener::{Listening, LISTENER};
 pub use registry::{Component, Dataset};
 pub use serde_json::json;
+pub use vigil_core::listen::{Applied, FailureRecord, JobRecord, JobStatus, ListenerRecord};
 pub use vigil_core::{
-    codec, filter, ids, names, query, stored, update, Backend, Codec, Codecs, DType, Direction,
-    Document, Encoded, Error, FieldPath, Filter, Location, PngCodec, Result, Tensor, TensorCodec,
-    UpdateOutcome, Value, FOLD_FIELD, ID_FIELD,
+    codec, filter, ids, listen, names, query, stored, update, Backend, Codec, Codecs, DType,
+    Direction, Document, Encoded, Error, FieldPath, Filter, Location, PngCodec, Result, Tensor,
+    TensorCodec, UpdateOutcome, Value, FOLD_FIELD, ID_FIELD, OUTPUTS_FIELD,
 };
 pub use vigil_ml as ml;
 pub use vigil_ml::{lenet5, Metric, Model, PipelineModel, Postprocess, Preprocess, TrainerConfig};
+pub use worker::{Worker, WorkerOptions};

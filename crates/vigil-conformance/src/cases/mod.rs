@@ -2,11 +2,13 @@
 
 mod codecs;
 mod collections;
+mod listeners;
 mod queries;
 mod writes;
 
 pub use codecs::*;
 pub use collections::*;
+pub use listeners::*;
 pub use queries::*;
 pub use writes::*;
 

@@ -1,0 +1,247 @@
+//! `vigil demo mnist`: the seed notebook end to end, with progress bars and a closing summary.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use vigil::ml::{mnist_preprocess, Model, PipelineModel, Postprocess};
+use vigil::{json, lenet5, Datalayer, Dataset, FitOptions, Metric, TrainerConfig, WorkerOptions};
+
+use crate::{insert_mnist, progress, render};
+
+/// `vigil demo mnist` settings.
+#[derive(clap::Args, Debug)]
+pub struct MnistArgs {
+    /// Directory with the MNIST IDX files (any set: the full 70,000 digits work too).
+    #[arg(long, default_value = "data/mnist")]
+    data: PathBuf,
+    /// At most this many digits (default: all).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Training epochs.
+    #[arg(long, default_value_t = 3)]
+    epochs: u64,
+    /// Where to write the images and the plot.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+}
+
+/// Digits per training step.
+const BATCH: u64 = 64;
+
+fn err(e: vigil::Error) -> String {
+    e.to_string()
+}
+
+/// What the demo did, printed at its end (and checked by the tests).
+struct Summary {
+    stored: usize,
+    training_seconds: f64,
+    final_accuracy: f64,
+    best_accuracy: f64,
+    backfill_docs: u64,
+    backfill_seconds: f64,
+    late: usize,
+    late_predicted: u64,
+    digit_png: PathBuf,
+    plot_png: PathBuf,
+}
+
+pub fn mnist(db: &Datalayer, url: &str, args: &MnistArgs) -> Result<(), String> {
+    println!("vigil MNIST demo on {url}");
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("creating {}: {e}", args.out.display()))?;
+    if db.drop_collection("mnist").map_err(err)? {
+        println!("- dropped the previous `mnist` collection (and its listeners)");
+    }
+
+    // 1. All digits but the last 10% go in first; the rest arrive after the listener is on.
+    let total = vigil::mnist::count_dir(&args.data).map_err(err)?;
+    let n = total.min(args.limit.unwrap_or(usize::MAX));
+    let late = n / 10;
+    let early = n - late;
+    let start = Instant::now();
+    let stored = insert_mnist(db, &args.data, "mnist", 0, Some(early))?;
+    println!(
+        "- stored {stored} digits as PNG documents in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    let mnist = db.collection("mnist").map_err(err)?;
+    mnist.create_index("_fold").map_err(err)?;
+
+    // 2. Documents come back as they went in; the image is written back out as a PNG.
+    let first = mnist
+        .find_one(json!({}))
+        .map_err(err)?
+        .ok_or("the collection is empty: no digits were read")?;
+    let digit_png = args.out.join("first-digit.png");
+    save_image(&first, &digit_png)?;
+    println!("- find_one: {}", render::document(&first, &db.codecs()));
+
+    // 3. LeNet5 with its preprocess (decode, pad to 32x32, normalise) and postprocess (argmax).
+    let mut model = PipelineModel::network("lenet5", lenet5(10), 42)
+        .map_err(err)?
+        .preprocess(mnist_preprocess())
+        .postprocess(Postprocess::Argmax);
+    let version = db.add_model(&mut model).map_err(err)?;
+    let sample: Vec<vigil::Document> = mnist
+        .find(json!({}))
+        .limit(10)
+        .run()
+        .map_err(err)?
+        .collect::<vigil::Result<_>>()
+        .map_err(err)?;
+    let images: Vec<vigil::Value> = sample
+        .iter()
+        .filter_map(|d| d.get("img").cloned())
+        .collect();
+    let guesses = model.predict(&images).map_err(err)?;
+    println!(
+        "- added model `lenet5` version {version}; untrained, it predicts {} for classes {}",
+        list(guesses.iter().map(|v| v.to_json())),
+        list(
+            sample
+                .iter()
+                .filter_map(|d| d.get("class"))
+                .map(|v| v.to_json())
+        )
+    );
+
+    // 4. Fit on the train fold, validated on the valid fold with an accuracy metric, about a
+    //    dozen times over the run so the curve has points to show.
+    let steps = mnist
+        .count(json!({"_fold": "train"}))
+        .map_err(err)?
+        .div_ceil(BATCH)
+        * args.epochs;
+    let interval = (steps / 12).max(1);
+    let trainer = TrainerConfig::new("my_configuration")
+        .epochs(args.epochs)
+        .batch_size(BATCH as usize)
+        .validation_interval(interval)
+        .seed(42);
+    let report = db
+        .fit(
+            &mut model,
+            FitOptions::new("img", "class", &mnist, json!({}), trainer)
+                .metric(Metric::accuracy("acc"))
+                .validation_set(Dataset::new("my_valid", "mnist", json!({"_fold": "valid"})))
+                .progress(true),
+        )
+        .map_err(err)?;
+    println!(
+        "- trained {} steps in {:.1} s",
+        report.iterations, report.seconds
+    );
+
+    // 5. The stored model carries its metric values: plot the validation accuracy.
+    let model = db.load_model("lenet5", None).map_err(err)?;
+    let acc = model
+        .metric_values()
+        .get("my_valid/acc")
+        .cloned()
+        .unwrap_or_default();
+    let plot_png = args.out.join("my_valid-acc.png");
+    vigil::plot::curves(
+        "LeNet5 on MNIST: my_valid/acc",
+        &format!("validation (every {interval} steps of {BATCH} digits)"),
+        &[("my_valid/acc", &acc)],
+        &plot_png,
+        (800, 480),
+    )
+    .map_err(err)?;
+
+    // 6. Switch the listener on: backfill every stored digit.
+    let start = Instant::now();
+    let on = db
+        .listen("mnist", "img", "lenet5", json!({}))
+        .map_err(err)?;
+    let bar = progress(on.backfill.total, "predicting stored digits");
+    let mut worker = db.worker(WorkerOptions::new()).map_err(err)?;
+    while let Some(applied) = worker.run_once().map_err(err)? {
+        bar.inc(applied.finished());
+    }
+    bar.finish_and_clear();
+    let backfill_seconds = start.elapsed().as_secs_f64();
+    println!(
+        "- listeners: {}",
+        db.show(vigil::LISTENER).map_err(err)?.join(", ")
+    );
+    if let Some(doc) = mnist.find_one(json!({"_fold": "valid"})).map_err(err)? {
+        println!(
+            "- a valid document now: {}",
+            render::document(&doc, &db.codecs())
+        );
+    }
+
+    // 7. The remaining digits arrive, marked `update: true`; the listener predicts them.
+    let late_docs: Vec<vigil::Document> = vigil::mnist::read_dir(&args.data)
+        .map_err(err)?
+        .skip(early)
+        .take(late)
+        .map(|d| {
+            d.and_then(|d| d.to_document())
+                .map(|d| d.with("update", true))
+        })
+        .collect::<vigil::Result<_>>()
+        .map_err(err)?;
+    mnist.insert_many(late_docs).map_err(err)?;
+    db.process_pending().map_err(err)?;
+    let late_predicted = mnist
+        .count(json!({"update": true, "_outputs.img.lenet5": {"$exists": true}}))
+        .map_err(err)?;
+    if let Some(doc) = mnist.find_one(json!({"update": true})).map_err(err)? {
+        println!(
+            "- a late insert's _outputs: {}",
+            doc.get("_outputs").map(|o| o.to_json()).unwrap_or_default()
+        );
+    }
+
+    print_summary(&Summary {
+        stored,
+        training_seconds: report.seconds,
+        final_accuracy: acc.last().copied().unwrap_or(0.0),
+        best_accuracy: acc.iter().copied().fold(0.0, f64::max),
+        backfill_docs: on.backfill.total,
+        backfill_seconds,
+        late,
+        late_predicted,
+        digit_png,
+        plot_png,
+    });
+    Ok(())
+}
+
+fn list(items: impl Iterator<Item = serde_json::Value>) -> String {
+    items.map(|v| v.to_string()).collect::<Vec<_>>().join(" ")
+}
+
+fn save_image(doc: &vigil::Document, path: &Path) -> Result<(), String> {
+    let img = doc
+        .get("img")
+        .ok_or("the document has no img")?
+        .to_image()
+        .map_err(err)?;
+    img.save(path)
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+fn print_summary(s: &Summary) {
+    println!();
+    println!("summary");
+    println!("  documents stored:        {}", s.stored + s.late);
+    println!("  training time:           {:.1} s", s.training_seconds);
+    println!(
+        "  final valid accuracy:    {:.2}% (best {:.2}%, the stored checkpoint)",
+        s.final_accuracy * 100.0,
+        s.best_accuracy * 100.0
+    );
+    println!(
+        "  backfill:                {} documents in {:.2} s ({:.0} docs/s)",
+        s.backfill_docs,
+        s.backfill_seconds,
+        s.backfill_docs as f64 / s.backfill_seconds.max(1e-9)
+    );
+    println!("  late inserts predicted:  {}/{}", s.late_predicted, s.late);
+    println!("  first digit written to:  {}", s.digit_png.display());
+    println!("  accuracy plot:           {}", s.plot_png.display());
+}

@@ -1,0 +1,325 @@
+//! The worker loop: claim queued work, compute outputs outside any transaction, apply them in
+//! one. Runs in-process ([`Datalayer::process_pending`]) or as `vigil worker`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use vigil_core::listen::{
+    input_hash, Applied, Completion, ListenerRecord, Outcome, RetryPolicy, WorkItem,
+};
+use vigil_core::{Document, Result, Value, OUTPUTS_FIELD};
+use vigil_ml::PipelineModel;
+
+use crate::Datalayer;
+
+/// How a worker runs. Every setter states its default.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    batch_size: usize,
+    lease: Duration,
+    retry: RetryPolicy,
+    idle_wait: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            batch_size: 256,
+            lease: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            idle_wait: Duration::from_millis(250),
+        }
+    }
+}
+
+impl WorkerOptions {
+    /// Default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queue entries claimed (and computed) at once. Default: 256.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// How long a claim keeps other workers off its entries; after it, a crashed worker's
+    /// entries are taken again. Claims of dead processes on this host are released at start.
+    /// Default: 30 s.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Attempts before a failing document is parked. Default: 5.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.retry.max_attempts = n.max(1);
+        self
+    }
+
+    /// Wait before the first retry of a failed document, doubled each time after (capped at
+    /// 5 minutes). Default: 1 s.
+    pub fn backoff(mut self, first: Duration) -> Self {
+        self.retry.backoff = first;
+        self
+    }
+
+    /// Longest a waiting worker goes without looking at the queue (retries coming due are
+    /// noticed this late at worst; new writes wake it at once). Default: 250 ms.
+    pub fn idle_wait(mut self, wait: Duration) -> Self {
+        self.idle_wait = wait;
+        self
+    }
+}
+
+/// Processes listener work. Models are loaded once per version and kept.
+pub struct Worker {
+    db: Datalayer,
+    options: WorkerOptions,
+    id: String,
+    models: HashMap<(String, u32), Arc<PipelineModel>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("id", &self.id).finish()
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Whether a process of this host is alive; true where that cannot be told.
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
+impl Datalayer {
+    /// A worker over this database.
+    pub fn worker(&self, options: WorkerOptions) -> Result<Worker> {
+        Worker::new(self.clone(), options)
+    }
+
+    /// Runs every listener's due work in this thread until none is due; returns what was
+    /// done. After an insert through this Datalayer, the caller's outputs are written when this
+    /// returns. Failed documents whose retry is not due yet stay queued.
+    pub fn process_pending(&self) -> Result<Applied> {
+        self.worker(WorkerOptions::default())?.drain()
+    }
+}
+
+impl Worker {
+    fn new(db: Datalayer, options: WorkerOptions) -> Result<Worker> {
+        let host = hostname();
+        let pid = std::process::id();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        // Claims of processes of this host that died are given back now rather than when
+        // their lease ends.
+        for holder in db.backend().claim_holders()? {
+            let mut parts = holder.split(':');
+            if let (Some(h), Some(Ok(p))) = (parts.next(), parts.next().map(str::parse::<u32>)) {
+                if h == host && p != pid && !process_alive(p) {
+                    db.backend().release_claims(&holder)?;
+                }
+            }
+        }
+        Ok(Worker {
+            db,
+            options,
+            id: format!("{host}:{pid}:{nanos}"),
+            models: HashMap::new(),
+        })
+    }
+
+    /// This worker's claim holder name (`host:pid:nonce`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Claims and processes one batch; None when nothing was due.
+    pub fn run_once(&mut self) -> Result<Option<Applied>> {
+        let backend = Arc::clone(self.db.backend());
+        let Some(claim) = backend.claim(&self.id, self.options.batch_size, self.options.lease)?
+        else {
+            return Ok(None);
+        };
+        let listeners: HashMap<String, ListenerRecord> = backend
+            .listeners()?
+            .into_iter()
+            .map(|l| (l.name.clone(), l))
+            .collect();
+        let mut groups: Vec<(String, Vec<WorkItem>)> = Vec::new();
+        for item in claim.items() {
+            match groups.iter_mut().find(|(name, _)| *name == item.listener) {
+                Some((_, items)) => items.push(item.clone()),
+                None => groups.push((item.listener.clone(), vec![item.clone()])),
+            }
+        }
+        let mut completions = Vec::with_capacity(claim.items().len());
+        let mut versions: HashMap<String, u32> = HashMap::new();
+        for (name, items) in groups {
+            let Some(listener) = listeners.get(&name) else {
+                continue; // removed since the claim; its entries went with it
+            };
+            versions.insert(name.clone(), listener.model_version);
+            let outcomes = match self.outcomes(listener, &listeners, &items) {
+                Ok(outcomes) => outcomes,
+                // Reading the documents or loading the model failed: every item of the group
+                // is retried with backoff, and the reason is on record.
+                Err(e) => items
+                    .iter()
+                    .map(|_| Outcome::Failed(e.to_string()))
+                    .collect(),
+            };
+            completions.extend(
+                items
+                    .into_iter()
+                    .zip(outcomes)
+                    .map(|(item, outcome)| Completion { item, outcome }),
+            );
+        }
+        let applied = claim.complete(
+            completions,
+            &|name: &str| versions.get(name).copied(),
+            &self.options.retry,
+        )?;
+        Ok(Some(applied))
+    }
+
+    /// Processes batches until nothing is due.
+    pub fn drain(&mut self) -> Result<Applied> {
+        let mut total = Applied::default();
+        while let Some(applied) = self.run_once()? {
+            total.add(applied);
+        }
+        Ok(total)
+    }
+
+    /// Processes work as it comes until `stop` is set, sleeping on the database's change
+    /// signal when idle.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<Applied> {
+        let mut total = Applied::default();
+        while !stop.load(Ordering::Relaxed) {
+            match self.run_once()? {
+                Some(applied) => total.add(applied),
+                None => self.db.backend().wait_for_work(self.options.idle_wait)?,
+            }
+        }
+        Ok(total)
+    }
+
+    fn model(&mut self, name: &str, version: u32) -> Result<Arc<PipelineModel>> {
+        let key = (name.to_string(), version);
+        if let Some(m) = self.models.get(&key) {
+            return Ok(Arc::clone(m));
+        }
+        let model = Arc::new(self.db.load_model(name, Some(version))?);
+        self.models.insert(key, Arc::clone(&model));
+        Ok(model)
+    }
+
+    /// What becomes of each item of one listener's group.
+    fn outcomes(
+        &mut self,
+        listener: &ListenerRecord,
+        listeners: &HashMap<String, ListenerRecord>,
+        items: &[WorkItem],
+    ) -> Result<Vec<Outcome>> {
+        let ids: Vec<Value> = items.iter().map(|i| i.doc_id.clone()).collect();
+        let id_json: Vec<serde_json::Value> = ids.iter().map(Value::to_json).collect();
+        let filter = json!({"$and": [{"_id": {"$in": id_json}}, listener.select.clone()]});
+        let mut docs: HashMap<String, Document> = HashMap::new();
+        let mut read_error = None;
+        for doc in self
+            .db
+            .collection(&listener.collection)?
+            .find(filter)
+            .run()?
+        {
+            match doc {
+                Ok(d) => {
+                    let key = d.id().map(|v| v.to_json().to_string()).unwrap_or_default();
+                    docs.insert(key, d);
+                }
+                Err(e) => read_error = Some(e.to_string()),
+            }
+        }
+        let states: HashMap<String, (u32, String)> = self
+            .db
+            .backend()
+            .output_states(&listener.name, &ids)?
+            .into_iter()
+            .map(|(id, v, h)| (id.to_json().to_string(), (v, h)))
+            .collect();
+        let upstream = listener.upstream.as_ref().and_then(|u| listeners.get(u));
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
+        let mut inputs: Vec<(usize, Value, String)> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let key = id.to_json().to_string();
+            let Some(doc) = docs.get(&key) else {
+                // Gone or no longer selected; unless the read failed, in which case the row
+                // may be the one that failed to decode.
+                outcomes[i] = Some(match &read_error {
+                    Some(e) => Outcome::Failed(e.clone()),
+                    None => Outcome::Remove,
+                });
+                continue;
+            };
+            let value = match upstream {
+                Some(up) => doc
+                    .get(OUTPUTS_FIELD)
+                    .and_then(Value::as_document)
+                    .and_then(|o| o.get(&up.key))
+                    .and_then(Value::as_document)
+                    .and_then(|m| m.get(&up.model)),
+                None => doc.get_path(&listener.key),
+            };
+            let Some(value) = value else {
+                outcomes[i] = Some(match upstream {
+                    // The upstream output is not there yet; its arrival queues this again.
+                    Some(_) => Outcome::Remove,
+                    None => Outcome::Failed(format!("field `{}` is missing", listener.key)),
+                });
+                continue;
+            };
+            let hash = input_hash(value);
+            if states.get(&key) == Some(&(listener.model_version, hash.clone())) {
+                outcomes[i] = Some(Outcome::Unchanged);
+                continue;
+            }
+            inputs.push((i, value.clone(), hash));
+        }
+        if !inputs.is_empty() {
+            let model = self.model(&listener.model, listener.model_version)?;
+            let values: Vec<Value> = inputs.iter().map(|(_, v, _)| v.clone()).collect();
+            let results = model.predict_each(&values);
+            for ((i, _, hash), result) in inputs.into_iter().zip(results) {
+                outcomes[i] = Some(match result {
+                    Ok(value) => Outcome::Output {
+                        value,
+                        input_hash: hash,
+                    },
+                    Err(e) => Outcome::Failed(e.to_string()),
+                });
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Failed("not processed".into())))
+            .collect())
+    }
+}
