@@ -44,13 +44,7 @@ macro_rules! conformance_suite {
             indexes_are_listed_and_queries_stay_correct,
             collections_are_listed_dropped_and_validated,
             hostile_names_and_values_are_safe,
-            missing_collections_read_as_empty,
-            listener_backfills_every_digit_with_pytorchs_predictions,
-            inserts_updates_and_deletes_keep_outputs_current,
-            undecodable_images_are_parked_and_the_rest_predicted,
-            chains_run_after_their_upstream,
-            a_new_model_version_replaces_every_output,
-            a_document_written_during_its_computation_is_computed_again
+            missing_collections_read_as_empty
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -61,5 +55,21 @@ macro_rules! conformance_suite {
                 $crate::cases::$case(&factory);
             }
         )*
+    };
+}
+
+/// Expands to one `#[test]` per listener case (backfill, incremental outputs, failures,
+/// chains, model versions, lost updates), each calling `$factory` for fresh databases.
+#[macro_export]
+macro_rules! listener_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@cases $factory;
+            listener_backfills_every_digit_with_pytorchs_predictions,
+            inserts_updates_and_deletes_keep_outputs_current,
+            undecodable_images_are_parked_and_the_rest_predicted,
+            chains_run_after_their_upstream,
+            a_new_model_version_replaces_every_output,
+            a_document_written_during_its_computation_is_computed_again
+        );
     };
 }

@@ -250,6 +250,54 @@ pub fn decode(id: Value, json: &str, blobs: &[u8], collection: &str) -> Result<D
     Ok(doc)
 }
 
+/// Decodes the outputs a SQL backend gathers for one document, a JSON array of
+/// `[listener id, output doc, hex of output blobs]`, into the document's `_outputs`:
+/// `{key: {model: value}}`, given each listener's (key, model). None when there are none.
+pub fn decode_outputs(
+    json: &str,
+    names: &std::collections::HashMap<i64, (String, String)>,
+    collection: &str,
+) -> Result<Option<Document>> {
+    let corrupt = |reason: String| Error::Corrupt {
+        collection: format!("vigil_outputs of {collection}"),
+        reason,
+    };
+    let rows: Vec<(i64, String, Option<String>)> =
+        serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut outputs = Document::new();
+    for (listener, doc, blobs) in rows {
+        let Some((key, model)) = names.get(&listener) else {
+            continue;
+        };
+        let blobs = unhex(blobs.as_deref().unwrap_or(""))
+            .ok_or_else(|| corrupt("blobs are not hex".into()))?;
+        let mut decoded = decode(Value::Null, &doc, &blobs, "vigil_outputs")?;
+        let value = decoded.remove("v").unwrap_or(Value::Null);
+        match outputs.get_mut(key) {
+            Some(Value::Object(models)) => {
+                models.insert(model.clone(), value);
+            }
+            _ => {
+                outputs.insert(key.clone(), Document::new().with(model.clone(), value));
+            }
+        }
+    }
+    Ok(Some(outputs))
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 fn from_stored(json: Json, blobs: &[u8]) -> std::result::Result<Value, String> {
     Ok(match json {
         Json::Object(map) => {

@@ -39,48 +39,6 @@ impl OutputNames {
     }
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// Decodes the outputs column (`[[listener, doc, hex(blobs)], …]`) into `_outputs`.
-fn read_outputs(json: &str, names: &OutputNames, collection: &str) -> Result<Option<Document>> {
-    let corrupt = |reason: String| Error::Corrupt {
-        collection: format!("vigil_outputs of {collection}"),
-        reason,
-    };
-    let rows: Vec<(i64, String, Option<String>)> =
-        serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    let mut outputs = Document::new();
-    for (listener, doc, blobs) in rows {
-        let Some((key, model)) = names.0.get(&listener) else {
-            continue;
-        };
-        let blobs = unhex(blobs.as_deref().unwrap_or(""))
-            .ok_or_else(|| corrupt("blobs are not hex".into()))?;
-        let mut decoded = stored::decode(Value::Null, &doc, &blobs, "vigil_outputs")?;
-        let value = decoded.remove("v").unwrap_or(Value::Null);
-        match outputs.get_mut(key) {
-            Some(Value::Object(models)) => {
-                models.insert(model.clone(), value);
-            }
-            _ => {
-                outputs.insert(key.clone(), Document::new().with(model.clone(), value));
-            }
-        }
-    }
-    Ok(Some(outputs))
-}
-
 /// Decodes one `SELECT id, doc, blobs[, outputs]` row; with `names`, the fourth column
 /// becomes the document's `_outputs`.
 pub(crate) fn read_row(
@@ -115,7 +73,7 @@ pub(crate) fn read_row(
                 collection: collection.to_string(),
                 reason: format!("outputs are not UTF-8: {e}"),
             })?;
-            if let Some(outputs) = read_outputs(json, names, collection)? {
+            if let Some(outputs) = stored::decode_outputs(json, &names.0, collection)? {
                 doc.insert(OUTPUTS_FIELD, outputs);
             }
         }

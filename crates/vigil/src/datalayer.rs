@@ -47,7 +47,9 @@ impl Options {
     /// Connects to a database by URL:
     /// - `sqlite://PATH` — a SQLite file, created if missing (`sqlite://mnist.db` is relative,
     ///   `sqlite:///var/db/mnist.db` absolute);
-    /// - `sqlite::memory:` — a private database that disappears when the last handle drops.
+    /// - `sqlite::memory:` — a private database that disappears when the last handle drops;
+    /// - `postgres://user[:password]@host[:port]/database[?schema=NAME]` — a PostgreSQL
+    ///   server, vigil's tables in the schema (default `public`).
     pub fn connect(self, url: &str) -> Result<Datalayer> {
         let backend = open_backend(url)?;
         Ok(self.with_backend(backend))
@@ -91,10 +93,18 @@ fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
         "sqlite" => Err(invalid(
             "this build of vigil has no SQLite backend (feature `sqlite`)",
         )),
-        "postgres" | "postgresql" | "mongodb" | "mongodb+srv" => Err(invalid(
-            "this backend is not available yet in this version of vigil; use sqlite://PATH",
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(vigil_postgres::PostgresBackend::connect(url)?)),
+        #[cfg(not(feature = "postgres"))]
+        "postgres" | "postgresql" => Err(invalid(
+            "this build of vigil has no PostgreSQL backend (feature `postgres`)",
         )),
-        _ => Err(invalid("unknown scheme; vigil speaks sqlite://")),
+        "mongodb" | "mongodb+srv" => Err(invalid(
+            "the MongoDB backend is not available yet in this version of vigil",
+        )),
+        _ => Err(invalid(
+            "unknown scheme; vigil speaks sqlite:// and postgres://",
+        )),
     }
 }
 

@@ -53,4 +53,8 @@ pub use vigil_core::{
 };
 pub use vigil_ml as ml;
 pub use vigil_ml::{lenet5, Metric, Model, PipelineModel, Postprocess, Preprocess, TrainerConfig};
+#[cfg(feature = "postgres")]
+pub use vigil_postgres::PostgresBackend;
+#[cfg(feature = "sqlite")]
+pub use vigil_sqlite::SqliteBackend;
 pub use worker::{Worker, WorkerOptions};

@@ -244,10 +244,13 @@ impl Worker {
         let filter = json!({"$and": [{"_id": {"$in": id_json}}, listener.select.clone()]});
         let mut docs: HashMap<String, Document> = HashMap::new();
         let mut read_error = None;
+        // Only the field the key lives in is read and decoded (for a chain: the outputs).
+        let top = listener.key.split('.').next().unwrap_or(&listener.key);
         for doc in self
             .db
             .collection(&listener.collection)?
             .find(filter)
+            .projection(json!({ top: 1 }))
             .run()?
         {
             match doc {
@@ -267,7 +270,9 @@ impl Worker {
             .collect();
         let upstream = listener.upstream.as_ref().and_then(|u| listeners.get(u));
         let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
-        let mut inputs: Vec<(usize, Value, String)> = Vec::new();
+        // Documents to compute: their place in `items` with their input's hash, and the inputs.
+        let mut slots: Vec<(usize, String)> = Vec::new();
+        let mut inputs: Vec<Value> = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let key = id.to_json().to_string();
             let Some(doc) = docs.get(&key) else {
@@ -301,13 +306,13 @@ impl Worker {
                 outcomes[i] = Some(Outcome::Unchanged);
                 continue;
             }
-            inputs.push((i, value.clone(), hash));
+            slots.push((i, hash));
+            inputs.push(value.clone());
         }
         if !inputs.is_empty() {
             let model = self.model(&listener.model, listener.model_version)?;
-            let values: Vec<Value> = inputs.iter().map(|(_, v, _)| v.clone()).collect();
-            let results = model.predict_each(&values);
-            for ((i, _, hash), result) in inputs.into_iter().zip(results) {
+            let results = model.predict_each(&inputs);
+            for ((i, hash), result) in slots.into_iter().zip(results) {
                 outcomes[i] = Some(match result {
                     Ok(value) => Outcome::Output {
                         value,

@@ -2,7 +2,12 @@
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    vigil_conformance::conformance_suite!(|options: vigil::Options| options
-        .connect("sqlite::memory:")
-        .expect("an ephemeral SQLite database opens"));
+    fn fresh(options: vigil::Options) -> vigil::Datalayer {
+        options
+            .connect("sqlite::memory:")
+            .expect("an ephemeral SQLite database opens")
+    }
+
+    vigil_conformance::conformance_suite!(fresh);
+    vigil_conformance::listener_suite!(fresh);
 }

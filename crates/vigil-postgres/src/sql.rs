@@ -1,0 +1,341 @@
+//! Filters and sorts compiled to PostgreSQL over the `doc` column, stored as `json` so that
+//! field order survives (jsonb would sort keys) and U+0000 can be stored (jsonb and text
+//! cannot hold it).
+//! Paths are inlined as text-array literals (their charset is validated); every value is a
+//! bound parameter, passed as text and cast in SQL.
+
+use serde_json::Value as Json;
+use vigil_core::filter::{Condition, Filter};
+use vigil_core::{Direction, FieldPath};
+
+/// A bound parameter.
+#[derive(Debug, Clone)]
+pub(crate) enum Param {
+    Text(String),
+    Int(i64),
+    TextArray(Vec<String>),
+}
+
+impl Param {
+    pub fn as_sql(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        match self {
+            Param::Text(s) => s,
+            Param::Int(i) => i,
+            Param::TextArray(a) => a,
+        }
+    }
+}
+
+/// SQL text with its parameters, in order.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub params: Vec<Param>,
+}
+
+/// What paths resolve against: the collection's table and the listeners whose outputs appear
+/// under `_outputs.<key>.<model>` (listener id, output segments).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scope {
+    pub table: String,
+    /// Each listener's id, output segments (key segments, then the model), key and model.
+    pub outputs: Vec<(i64, Vec<String>, String, String)>,
+}
+
+impl Scope {
+    fn output<'p>(&self, path: &'p [String]) -> Option<(i64, &'p [String])> {
+        self.outputs
+            .iter()
+            .filter(|(_, segs, ..)| path.len() >= segs.len() && path[..segs.len()] == segs[..])
+            .max_by_key(|(_, segs, ..)| segs.len())
+            .map(|(id, segs, ..)| (*id, &path[segs.len()..]))
+    }
+
+    /// SQL for the `_outputs` column of a row: `[listener id, doc, hex(blobs)]` triples as JSON
+    /// text, or None without listeners.
+    pub fn outputs_column(&self) -> Option<String> {
+        if self.outputs.is_empty() {
+            return None;
+        }
+        let ids: Vec<String> = self.outputs.iter().map(|(id, ..)| id.to_string()).collect();
+        Some(format!(
+            "(SELECT json_agg(json_build_array(o.listener, o.doc::text, encode(o.blobs, 'hex'))) FROM vigil_outputs o \
+             WHERE o.listener IN ({}) AND o.doc_id = {}.id)::text",
+            ids.join(","),
+            self.table
+        ))
+    }
+
+    /// Listener ids with the (key, model) their outputs appear under.
+    pub fn names(&self) -> std::collections::HashMap<i64, (String, String)> {
+        self.outputs
+            .iter()
+            .map(|(id, _, key, model)| (*id, (key.clone(), model.clone())))
+            .collect()
+    }
+}
+
+impl Sql {
+    pub fn new(text: impl Into<String>) -> Sql {
+        Sql {
+            text: text.into(),
+            params: Vec::new(),
+        }
+    }
+
+    /// `prefix` followed by the compiled filter.
+    pub fn with_filter(prefix: String, f: &Filter, scope: &Scope) -> Sql {
+        let mut s = Sql::new(prefix);
+        filter(f, scope, &mut s);
+        s
+    }
+
+    pub fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    /// Binds a parameter and appends its placeholder with `cast` (e.g. `::text::jsonb`).
+    pub fn bind(&mut self, p: Param, cast: &str) {
+        self.params.push(p);
+        self.text.push_str(&format!("${}{cast}", self.params.len()));
+    }
+
+    pub fn params(&self) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+        self.params.iter().map(Param::as_sql).collect()
+    }
+}
+
+/// The text-array literal of path segments, e.g. `'{a,b}'`. Segments hold only
+/// `[A-Za-z0-9_-]`, so nothing can break out of the literal or need quoting inside it.
+pub(crate) fn path_literal<'a>(segments: impl IntoIterator<Item = &'a String>) -> String {
+    let segs: Vec<&str> = segments.into_iter().map(String::as_str).collect();
+    format!("'{{{}}}'", segs.join(","))
+}
+
+/// The `json` value at a path (NULL when missing). Values are compared through `json`, never
+/// `jsonb` or text: PostgreSQL text cannot hold U+0000, which JSON strings may, and a `json`
+/// value's text is its JSON text with escapes intact.
+pub(crate) fn accessor(path: &FieldPath, scope: &Scope) -> String {
+    let segs = path.segments();
+    if segs[0] == vigil_core::OUTPUTS_FIELD {
+        let Some((listener, rest)) = scope.output(&segs[1..]) else {
+            return "NULL::json".into();
+        };
+        let v = String::from("v");
+        return format!(
+            "(SELECT o.doc #> {} FROM vigil_outputs o WHERE o.listener = {listener} AND o.doc_id = {}.id)",
+            path_literal(std::iter::once(&v).chain(rest)),
+            scope.table
+        );
+    }
+    if path.is_id() {
+        return format!("({}::json)", without_nul("id"));
+    }
+    format!(
+        "({}::json #> {})",
+        without_nul("doc::text"),
+        path_literal(segs)
+    )
+}
+
+/// JSON text with `\u0000` escapes turned into `\u0001`: PostgreSQL refuses to take apart a
+/// JSON value holding U+0000, so for comparisons U+0000 counts as U+0001 (operands get the
+/// same change). What is stored, and read back, is untouched.
+fn without_nul(text: &str) -> String {
+    format!("replace({text}, '\\u0000', '\\u0001')")
+}
+
+/// An operand's JSON text with the same change as [`without_nul`].
+fn operand_text(operand: &Json) -> String {
+    operand.to_string().replace("\\u0000", "\\u0001")
+}
+
+/// A JSON number as `numeric` (NULL for other types).
+pub(crate) fn number(v: &str) -> String {
+    format!("(CASE WHEN json_typeof({v}) = 'number' THEN ({v})::text::numeric END)")
+}
+
+/// A JSON string as text, for ordering (NULL for other types).
+fn string(v: &str) -> String {
+    format!("(CASE WHEN json_typeof({v}) = 'string' THEN {v} #>> '{{}}' END)")
+}
+
+/// The expressions indexes on `path` are built over: numbers, and the JSON text (for
+/// strings, booleans, arrays and objects). They must be the very text filters use.
+pub(crate) fn index_expressions(path: &FieldPath) -> [String; 2] {
+    let v = accessor(path, &Scope::default());
+    [number(&v), format!("({v})::text")]
+}
+
+fn equals(v: &str, operand: &Json, out: &mut Sql) {
+    match operand {
+        Json::Null => out.push(&format!("({v} IS NULL OR json_typeof({v}) = 'null')")),
+        Json::Number(_) => {
+            out.push(&format!("({} = ", number(v)));
+            out.bind(Param::Text(operand.to_string()), "::text::numeric");
+            out.push(")");
+        }
+        _ => {
+            // Strings, booleans, arrays and objects compare as their compact JSON text, which
+            // is how vigil stores them (arrays and objects as a whole, fields in order).
+            let t = match operand {
+                Json::Bool(_) => "boolean",
+                Json::String(_) => "string",
+                Json::Array(_) => "array",
+                _ => "object",
+            };
+            out.push(&format!("(json_typeof({v}) = '{t}' AND ({v})::text = "));
+            out.bind(Param::Text(operand_text(operand)), "::text");
+            out.push(")");
+        }
+    }
+}
+
+/// `_id` equal to strings or integers compares the stored id text itself, so the id's unique
+/// index answers (a worker's batch is `{"_id": {"$in": [...]}}`). False if the condition is
+/// of another kind.
+fn id_lookup(condition: &Condition, out: &mut Sql) -> bool {
+    let plain = |v: &Json| v.is_string() || v.is_i64();
+    match condition {
+        Condition::Eq(v) if plain(v) => {
+            out.push("(id = ");
+            out.bind(Param::Text(v.to_string()), "::text");
+            out.push(")");
+            true
+        }
+        Condition::In(items) if !items.is_empty() && items.iter().all(plain) => {
+            out.push("(id IN (");
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(", ");
+                }
+                out.bind(Param::Text(v.to_string()), "::text");
+            }
+            out.push("))");
+            true
+        }
+        _ => false,
+    }
+}
+
+pub(crate) fn filter(f: &Filter, scope: &Scope, out: &mut Sql) {
+    match f {
+        Filter::And(parts) | Filter::Or(parts) if parts.is_empty() => {
+            out.push(if matches!(f, Filter::And(_)) {
+                "TRUE"
+            } else {
+                "FALSE"
+            })
+        }
+        Filter::And(parts) | Filter::Or(parts) => {
+            let joiner = if matches!(f, Filter::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            out.push("(");
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    out.push(joiner);
+                }
+                filter(p, scope, out);
+            }
+            out.push(")");
+        }
+        Filter::Not(inner) => {
+            out.push("(NOT COALESCE(");
+            filter(inner, scope, out);
+            out.push(", FALSE))");
+        }
+        Filter::Field { path, condition } => {
+            if path.is_id() && id_lookup(condition, out) {
+                return;
+            }
+            let v = accessor(path, scope);
+            match condition {
+                Condition::Eq(operand) => equals(&v, operand, out),
+                Condition::Cmp(ord, operand) => {
+                    if operand.is_number() {
+                        out.push(&format!("({} {} ", number(&v), ord.sql()));
+                        out.bind(Param::Text(operand.to_string()), "::text::numeric");
+                    } else {
+                        out.push(&format!("({} COLLATE \"C\" {} ", string(&v), ord.sql()));
+                        let text = operand.as_str().unwrap_or_default().replace('\0', "\u{1}");
+                        out.bind(Param::Text(text), "::text");
+                    }
+                    out.push(")");
+                }
+                Condition::In(items) => {
+                    // One membership test per type, each reading the value once: a long `$in`
+                    // stays one hashed array lookup per row.
+                    let numbers: Vec<String> = items
+                        .iter()
+                        .filter(|v| v.is_number())
+                        .map(Json::to_string)
+                        .collect();
+                    let strings: Vec<String> = items
+                        .iter()
+                        .filter(|v| v.is_string())
+                        .map(operand_text)
+                        .collect();
+                    let mut terms = 0;
+                    out.push("(");
+                    if !numbers.is_empty() {
+                        out.push(&format!("{} = ANY(", number(&v)));
+                        out.bind(Param::TextArray(numbers), "::text[]::numeric[]");
+                        out.push(")");
+                        terms += 1;
+                    }
+                    if !strings.is_empty() {
+                        if terms > 0 {
+                            out.push(" OR ");
+                        }
+                        out.push(&format!(
+                            "(json_typeof({v}) = 'string' AND ({v})::text = ANY("
+                        ));
+                        out.bind(Param::TextArray(strings), "::text[]");
+                        out.push("))");
+                        terms += 1;
+                    }
+                    for item in items.iter().filter(|v| !(v.is_number() || v.is_string())) {
+                        if terms > 0 {
+                            out.push(" OR ");
+                        }
+                        equals(&v, item, out);
+                        terms += 1;
+                    }
+                    if terms == 0 {
+                        out.push("FALSE");
+                    }
+                    out.push(")");
+                }
+                Condition::Exists(true) => out.push(&format!("({v} IS NOT NULL)")),
+                Condition::Exists(false) => out.push(&format!("({v} IS NULL)")),
+            }
+        }
+    }
+}
+
+/// `ORDER BY …`, ending with insertion order. Missing fields sort first ascending, as in
+/// SQLite (where NULL is the smallest value).
+pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut Sql) {
+    out.push(" ORDER BY ");
+    for (path, dir) in sort {
+        let v = accessor(path, scope);
+        let dir = match dir {
+            Direction::Ascending => "ASC",
+            Direction::Descending => "DESC",
+        };
+        // SQLite's order of json_extract values: missing and null, then numbers (booleans
+        // as 0 and 1), then text (strings, and arrays and objects as their JSON).
+        out.push(&format!(
+            "(CASE WHEN {v} IS NULL OR json_typeof({v}) = 'null' THEN 0 \
+               WHEN json_typeof({v}) IN ('number', 'boolean') THEN 1 ELSE 2 END) {dir}, \
+             (CASE json_typeof({v}) WHEN 'number' THEN ({v})::text::numeric \
+               WHEN 'boolean' THEN (CASE WHEN ({v})::text = 'true' THEN 1 ELSE 0 END) END) {dir}, \
+             COALESCE({}, ({v})::text) COLLATE \"C\" {dir}, ",
+            string(&v)
+        ));
+    }
+    out.push("seq");
+}
