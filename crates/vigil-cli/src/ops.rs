@@ -36,7 +36,8 @@ pub fn worker(db: &Datalayer, url: &str, args: &WorkerArgs) -> Result<(), String
         .lease(Duration::from_millis(args.lease_ms))
         .max_attempts(args.max_attempts)
         .backoff(Duration::from_millis(args.backoff_ms))
-        .idle_wait(Duration::from_millis(args.idle_ms));
+        .idle_wait(Duration::from_millis(args.idle_ms))
+        .on_error(Arc::new(|e| eprintln!("worker: {e}; retrying")));
     let mut worker = db.worker(options).map_err(|e| e.to_string())?;
     let start = Instant::now();
     let applied = if args.once {

@@ -226,6 +226,28 @@ pub fn encode(doc: &Document) -> Result<StoredDocument> {
     })
 }
 
+/// What replacing `old` with `replacement` stores: the replacement under `old`'s `_id`. A
+/// replacement that names another `_id` is an error.
+pub fn replacement(old: &Document, replacement: &Document) -> Result<Document> {
+    let id = old.id().cloned().unwrap_or(Value::Null);
+    if let Some(new_id) = replacement.id() {
+        if *new_id != id {
+            return Err(Error::InvalidDocument {
+                location: Location::path(ID_FIELD),
+                reason: format!(
+                    "a replacement cannot change _id (from {} to {})",
+                    id.to_json(),
+                    new_id.to_json()
+                ),
+            });
+        }
+    }
+    let mut new = replacement.clone();
+    new.remove(ID_FIELD);
+    new.insert_first(ID_FIELD, id);
+    Ok(new)
+}
+
 /// Rebuilds a document from its stored parts; `collection` names it in errors.
 pub fn decode(id: Value, json: &str, blobs: &[u8], collection: &str) -> Result<Document> {
     let corrupt = |reason: String| Error::Corrupt {

@@ -496,22 +496,7 @@ impl Backend for SqliteBackend {
                 return Ok(UpdateOutcome::default());
             };
             let old = Self::load(tx, collection, seq)?;
-            let id = old.id().cloned().unwrap_or(Value::Null);
-            if let Some(new_id) = replacement.id() {
-                if *new_id != id {
-                    return Err(Error::InvalidDocument {
-                        location: vigil_core::Location::path(ID_FIELD),
-                        reason: format!(
-                            "a replacement cannot change _id (from {} to {})",
-                            id.to_json(),
-                            new_id.to_json()
-                        ),
-                    });
-                }
-            }
-            let mut new = replacement.clone();
-            new.remove(ID_FIELD);
-            new.insert_first(ID_FIELD, id);
+            let new = stored::replacement(&old, replacement)?;
             let modified = u64::from(new != old);
             if modified == 1 {
                 Self::store(tx, collection, seq, &new)?;

@@ -57,4 +57,4 @@ pub use vigil_ml::{lenet5, Metric, Model, PipelineModel, Postprocess, Preprocess
 pub use vigil_postgres::PostgresBackend;
 #[cfg(feature = "sqlite")]
 pub use vigil_sqlite::SqliteBackend;
-pub use worker::{Worker, WorkerOptions};
+pub use worker::{ErrorHook, Worker, WorkerOptions};

@@ -15,13 +15,28 @@ use vigil_ml::PipelineModel;
 
 use crate::Datalayer;
 
+/// Called with each database error a running worker rides out.
+pub type ErrorHook = Arc<dyn Fn(&vigil_core::Error) + Send + Sync>;
+
 /// How a worker runs. Every setter states its default.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerOptions {
     batch_size: usize,
     lease: Duration,
     retry: RetryPolicy,
     idle_wait: Duration,
+    on_error: Option<ErrorHook>,
+}
+
+impl std::fmt::Debug for WorkerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerOptions")
+            .field("batch_size", &self.batch_size)
+            .field("lease", &self.lease)
+            .field("retry", &self.retry)
+            .field("idle_wait", &self.idle_wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for WorkerOptions {
@@ -31,6 +46,7 @@ impl Default for WorkerOptions {
             lease: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             idle_wait: Duration::from_millis(250),
+            on_error: None,
         }
     }
 }
@@ -72,6 +88,14 @@ impl WorkerOptions {
     /// noticed this late at worst; new writes wake it at once). Default: 250 ms.
     pub fn idle_wait(mut self, wait: Duration) -> Self {
         self.idle_wait = wait;
+        self
+    }
+
+    /// Called with each database error [`Worker::run`] rides out (it retries with backoff,
+    /// from 100 ms doubling to 10 s, for as long as the database is unreachable). Default:
+    /// none (errors are retried silently).
+    pub fn on_error(mut self, hook: ErrorHook) -> Self {
+        self.on_error = Some(hook);
         self
     }
 }
@@ -210,13 +234,30 @@ impl Worker {
     }
 
     /// Processes work as it comes until `stop` is set, sleeping on the database's change
-    /// signal when idle.
+    /// signal when idle. Database errors (a server restarting, a network cut) are retried
+    /// with backoff; nothing is lost meanwhile, since unapplied work stays queued. Other
+    /// errors end the run.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<Applied> {
         let mut total = Applied::default();
+        let mut backoff = Duration::from_millis(100);
         while !stop.load(Ordering::Relaxed) {
-            match self.run_once()? {
-                Some(applied) => total.add(applied),
-                None => self.db.backend().wait_for_work(self.options.idle_wait)?,
+            let step = self.run_once().and_then(|applied| match applied {
+                Some(applied) => {
+                    total.add(applied);
+                    Ok(())
+                }
+                None => self.db.backend().wait_for_work(self.options.idle_wait),
+            });
+            match step {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e @ vigil_core::Error::Backend { .. }) => {
+                    if let Some(hook) = &self.options.on_error {
+                        hook(&e);
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(total)
