@@ -59,7 +59,8 @@ macro_rules! conformance_suite {
 }
 
 /// Expands to one `#[test]` per listener case (backfill, incremental outputs, failures,
-/// chains, model versions, lost updates), each calling `$factory` for fresh databases.
+/// chains, model versions, lost updates, a fit served by a listener), each calling
+/// `$factory` for fresh databases.
 #[macro_export]
 macro_rules! listener_suite {
     ($factory:expr) => {
@@ -69,7 +70,8 @@ macro_rules! listener_suite {
             undecodable_images_are_parked_and_the_rest_predicted,
             chains_run_after_their_upstream,
             a_new_model_version_replaces_every_output,
-            a_document_written_during_its_computation_is_computed_again
+            a_document_written_during_its_computation_is_computed_again,
+            a_fit_from_a_select_is_stored_recorded_and_served
         );
     };
 }

@@ -514,3 +514,75 @@ pub fn a_document_written_during_its_computation_is_computed_again(factory: &Fac
         .unwrap();
     assert_eq!(doc.get_path("_outputs.class.parity"), Some(&Value::Int(0)));
 }
+
+/// Training from a select: a short fit on the stored digits learns (valid accuracy well above
+/// chance), stores its best checkpoint as a new version with its metric values, and leaves a
+/// `fit` job on record; the trained model then serves a listener.
+pub fn a_fit_from_a_select_is_stored_recorded_and_served(factory: &Factory) {
+    let (db, mnist) = with_digits(factory, 2000);
+    let mut model = PipelineModel::network("lenet5", vigil::lenet5(10), 42)
+        .unwrap()
+        .preprocess(vigil::ml::mnist_preprocess());
+    let trainer = vigil::TrainerConfig::new("short")
+        .epochs(2)
+        .batch_size(64)
+        .validation_interval(20)
+        .seed(42);
+    let report = db
+        .fit(
+            &mut model,
+            vigil::FitOptions::new("img", "class", &mnist, json!({}), trainer)
+                .metric(vigil::Metric::accuracy("acc"))
+                .validation_set(vigil::Dataset::new(
+                    "my_valid",
+                    "mnist",
+                    json!({"_fold": "valid"}),
+                )),
+        )
+        .unwrap();
+    let train = mnist.count(json!({"_fold": "train"})).unwrap();
+    assert_eq!(report.iterations, 2 * train.div_ceil(64));
+    let reloaded = db.load_model("lenet5", None).unwrap();
+    let acc = &reloaded.metric_values()["my_valid/acc"];
+    let best = acc.iter().copied().fold(0.0, f64::max);
+    assert!(best > 0.6, "valid accuracy {acc:?}");
+    let jobs = db.backend().jobs(10).unwrap();
+    let fit = jobs.iter().find(|j| j.kind == "fit").expect("a fit job");
+    assert_eq!(
+        (fit.status, fit.target.as_str()),
+        (JobStatus::Success, "lenet5")
+    );
+    assert_eq!(fit.done, report.iterations);
+
+    db.listen("mnist", "img", "lenet5", json!({"_fold": "valid"}))
+        .unwrap();
+    db.process_pending().unwrap();
+    let valid = mnist.count(json!({"_fold": "valid"})).unwrap();
+    assert_eq!(
+        mnist
+            .count(json!({"_outputs.img.lenet5": {"$exists": true}}))
+            .unwrap(),
+        valid
+    );
+    let labels: Vec<(i64, i64)> = mnist
+        .find(json!({"_fold": "valid"}))
+        .projection(json!({"img": 0}))
+        .run()
+        .unwrap()
+        .map(|d| {
+            let d = d.unwrap();
+            (
+                d.get("class").and_then(Value::as_i64).unwrap(),
+                d.get_path("_outputs.img.lenet5")
+                    .and_then(Value::as_i64)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let right = labels.iter().filter(|(l, p)| l == p).count() as f64;
+    // The listener's outputs are the stored checkpoint's predictions.
+    assert!(
+        (right / valid as f64 - best).abs() < 1e-9,
+        "{right}/{valid} vs {best}"
+    );
+}
