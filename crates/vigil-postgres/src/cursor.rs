@@ -3,7 +3,7 @@
 //! channel; neither side ever holds the whole result.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::sync_channel;
 
 use vigil_core::{stored, Document, DocumentStream, Error, Projection, Result, OUTPUTS_FIELD};
 
@@ -100,25 +100,5 @@ pub(crate) fn stream(
             let _ = tx.send(vec![Err(e)]);
         }
     });
-    Box::new(Batches {
-        rx,
-        current: Vec::new().into_iter(),
-    })
-}
-
-struct Batches {
-    rx: Receiver<Vec<Result<Document>>>,
-    current: std::vec::IntoIter<Result<Document>>,
-}
-
-impl Iterator for Batches {
-    type Item = Result<Document>;
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(d) = self.current.next() {
-                return Some(d);
-            }
-            self.current = self.rx.recv().ok()?.into_iter();
-        }
-    }
+    Box::new(rx.into_iter().flatten())
 }
