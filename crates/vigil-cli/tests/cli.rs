@@ -27,7 +27,7 @@ fn stdout(out: &Output) -> String {
 }
 
 fn labels() -> Vec<u8> {
-    vigil::mnist::read_dir(data())
+    vigil_datasets::mnist::read_dir(data())
         .unwrap()
         .map(|d| d.unwrap().label)
         .collect()
@@ -229,7 +229,7 @@ fn the_demo_runs_the_notebook_and_sums_it_up() {
     let png = image::open(out_dir.join("first-digit.png"))
         .unwrap()
         .to_luma8();
-    let first = vigil::mnist::read_dir(data())
+    let first = vigil_datasets::mnist::read_dir(data())
         .unwrap()
         .next()
         .unwrap()

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use vigil::{json, Datalayer, Value};
+use vigil::{json, Datalayer, OutputCount, Value};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -94,13 +94,13 @@ fn a_worker_killed_at_random_moments_loses_nothing() {
         std::thread::sleep(Duration::from_millis(20 + rng.below(230)));
         worker.kill().unwrap(); // SIGKILL
         worker.wait().unwrap();
-        let pending = db.backend().pending(None).unwrap();
+        let pending = db.pending(None).unwrap();
         let written: u64 = db
-            .backend()
-            .output_versions("mnist/img/lenet5")
+            .listener_status("mnist/img/lenet5")
             .unwrap()
+            .outputs
             .iter()
-            .map(|(_, n)| n)
+            .map(|o| o.count)
             .sum();
         if pending > 0 {
             kills_mid_work += 1;
@@ -129,13 +129,13 @@ fn a_worker_killed_at_random_moments_loses_nothing() {
     let out = run(&path, &["worker", "--once"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("worker stopped"), "{stderr}");
-    assert_eq!(db.backend().pending(None).unwrap(), 0);
+    assert_eq!(db.pending(None).unwrap(), 0);
     assert_eq!(
-        db.backend().output_versions("mnist/img/lenet5").unwrap(),
-        [(2, 10_000)],
+        db.listener_status("mnist/img/lenet5").unwrap().outputs,
+        [OutputCount::new(2, 10_000)],
         "exactly one output per document, all of the current version"
     );
-    assert!(db.backend().failures(None).unwrap().is_empty());
+    assert!(db.failures(None).unwrap().is_empty());
     let outs = outputs(&db);
     assert_eq!(outs.len(), 10_000);
     assert!(outs.iter().all(Option::is_some));
@@ -172,7 +172,7 @@ fn writes_from_other_processes_and_raw_sql_get_outputs() {
     );
     // A plain SQLite client inserts one more in the documented storage format: a digit's PNG
     // bytes in `blobs`, a placeholder in `doc`.
-    let digit = &vigil::mnist::read_dir(&data)
+    let digit = &vigil_datasets::mnist::read_dir(&data)
         .unwrap()
         .take(301)
         .last()
@@ -199,7 +199,7 @@ fn writes_from_other_processes_and_raw_sql_get_outputs() {
 
     // The worker catches up on its own.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while db.backend().pending(None).unwrap() > 0
+    while db.pending(None).unwrap() > 0
         || db.collection("mnist").unwrap().count(json!({})).unwrap() != 301
     {
         assert!(Instant::now() < deadline, "the worker did not catch up");

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vigil::{json, Value};
+use vigil::{json, OutputCount, Value};
 
 fn server() -> String {
     std::env::var("VIGIL_TEST_POSTGRES")
@@ -83,13 +83,13 @@ fn four_writers_and_three_workers_one_killed_lose_nothing() {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let done: u64 = db
-            .backend()
-            .output_versions("mnist/img/lenet5")
+            .listener_status("mnist/img/lenet5")
             .unwrap()
+            .outputs
             .iter()
-            .map(|(_, n)| n)
+            .map(|o| o.count)
             .sum();
-        if done == 10_000 && db.backend().pending(None).unwrap() == 0 {
+        if done == 10_000 && db.pending(None).unwrap() == 0 {
             break;
         }
         assert!(
@@ -106,10 +106,10 @@ fn four_writers_and_three_workers_one_killed_lose_nothing() {
     assert!(busy >= 2, "the work was shared: {summaries:?}");
 
     assert_eq!(
-        db.backend().output_versions("mnist/img/lenet5").unwrap(),
-        [(1, 10_000)]
+        db.listener_status("mnist/img/lenet5").unwrap().outputs,
+        [OutputCount::new(1, 10_000)]
     );
-    assert!(db.backend().failures(None).unwrap().is_empty());
+    assert!(db.failures(None).unwrap().is_empty());
     let want = vigil_conformance::data::pytorch_predictions();
     let mnist = db.collection("mnist").unwrap();
     for doc in mnist

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use vigil::mnist::Digit;
+use vigil_datasets::mnist::Digit;
 
 /// `data/mnist` of the repository.
 pub fn mnist_dir() -> PathBuf {
@@ -14,7 +14,7 @@ pub fn mnist_dir() -> PathBuf {
 pub fn digits() -> &'static [Digit] {
     static DIGITS: OnceLock<Vec<Digit>> = OnceLock::new();
     DIGITS.get_or_init(|| {
-        vigil::mnist::read_dir(mnist_dir())
+        vigil_datasets::mnist::read_dir(mnist_dir())
             .and_then(|d| d.collect())
             .expect("the repository's MNIST files read")
     })

@@ -127,3 +127,42 @@ impl TryFrom<serde_json::Value> for Document {
         }
     }
 }
+
+/// Readable JSON-like text, fields in their order; see [`Value`]'s `Display`.
+impl std::fmt::Display for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("{")?;
+        for (i, (k, v)) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}: {v}", serde_json::Value::String(k.to_string()))?;
+        }
+        f.write_str("}")
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use crate::{Document, Encoded, Value};
+
+    #[test]
+    fn documents_print_as_readable_json() {
+        let doc = Document::new()
+            .with(
+                "img",
+                Value::Encoded(Encoded::new("image/png", vec![0; 312])),
+            )
+            .with("class", 7)
+            .with("p", 0.5)
+            .with("tags", Value::Array(vec!["a\"b".into(), Value::Null]))
+            .with(
+                "_outputs",
+                Document::new().with("img", Document::new().with("lenet5", 6)),
+            );
+        assert_eq!(
+            doc.to_string(),
+            r#"{"img": <image/png, 312 bytes>, "class": 7, "p": 0.5, "tags": ["a\"b", null], "_outputs": {"img": {"lenet5": 6}}}"#
+        );
+    }
+}

@@ -68,3 +68,37 @@ impl FoldAssigner {
         }
     }
 }
+
+/// A label for a worker process, `host:pid:nonce`, under which it claims queued work. The
+/// host and pid let a backend without sessions tell a dead claimer on the same host
+/// ([`claimer_is_dead`]). Reads the host name (the one place this crate looks outside itself).
+pub fn worker_label() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{}:{}:{nanos}", hostname(), std::process::id())
+}
+
+/// Whether the worker behind a [`worker_label`] is known to be dead: it ran on this host and
+/// its process is gone. False when that cannot be told (another host, another system).
+pub fn claimer_is_dead(label: &str) -> bool {
+    let mut parts = label.split(':');
+    let (Some(host), Some(Ok(pid))) = (parts.next(), parts.next().map(str::parse::<u32>)) else {
+        return false;
+    };
+    cfg!(target_os = "linux")
+        && host == hostname()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn hostname() -> String {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "localhost".into())
+    })
+    .clone()
+}

@@ -16,7 +16,9 @@ pub mod stored;
 pub mod update;
 mod value;
 
-pub use backend::{Backend, DocumentSource, DocumentStream, UpdateOutcome};
+pub use backend::{
+    Backend, DocumentSource, DocumentStream, Documents, Jobs, Queue, Registry, UpdateOutcome,
+};
 pub use codec::{Codec, Codecs, DType, PngCodec, Tensor, TensorCodec};
 pub use document::{Document, FOLD_FIELD, ID_FIELD};
 pub use error::{Error, Location, Result};

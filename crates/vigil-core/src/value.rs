@@ -218,3 +218,32 @@ impl From<serde_json::Value> for Value {
         Value::from_json(&v)
     }
 }
+
+/// Readable JSON-like text: `{"img": <image/png, 312 bytes>, "class": 7}`. Binary values show
+/// their codec and size rather than their bytes, so a document prints on one line; use
+/// [`Value::to_json`] for text another program parses.
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) if x.is_finite() => write!(f, "{x:?}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::String(s) => write!(f, "{}", serde_json::Value::String(s.clone())),
+            Value::Bytes(b) => write!(f, "<bytes, {} bytes>", b.len()),
+            Value::Array(items) => {
+                f.write_str("[")?;
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Object(d) => write!(f, "{d}"),
+            Value::Encoded(e) => write!(f, "<{}, {} bytes>", e.codec, e.bytes.len()),
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod net;
 pub mod pipeline;
 pub mod spec;
 pub mod train;
+mod trainer;
 
 pub use model::{
     default_threads, register_function, Model, ModelFunction, ModelKind, ModelRecord,

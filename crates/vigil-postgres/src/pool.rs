@@ -55,6 +55,21 @@ impl Pool {
         Ok(client)
     }
 
+    /// Runs `f` in a transaction and commits it.
+    pub(crate) fn write<T>(
+        self: &Arc<Self>,
+        what: &str,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.get()?;
+        let mut tx = conn
+            .transaction()
+            .map_err(pg_err(format!("starting a transaction for {what}")))?;
+        let out = f(&mut tx)?;
+        tx.commit().map_err(pg_err(format!("committing {what}")))?;
+        Ok(out)
+    }
+
     pub fn get(self: &Arc<Self>) -> Result<Conn> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let client = match idle {
@@ -115,4 +130,40 @@ impl Drop for Conn {
             }
         }
     }
+}
+
+/// Splits vigil's own `schema` option off a PostgreSQL URL.
+pub(crate) fn split_url(url: &str) -> Result<(String, String)> {
+    let invalid = |reason: &str| Error::InvalidUrl {
+        url: redact(url),
+        reason: reason.into(),
+    };
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, q),
+        None => (url, ""),
+    };
+    let mut schema = "public".to_string();
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("schema", s)) => schema = s.to_string(),
+            _ => rest.push(pair),
+        }
+    }
+    let valid = schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(invalid(
+            "the schema is a letter or `_`, then letters, digits or `_` (63 at most)",
+        ));
+    }
+    let conninfo = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((conninfo, schema))
 }

@@ -339,3 +339,9 @@ pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut
     }
     out.push("seq");
 }
+
+/// A collection's table, quoted. Collection names are validated to `[A-Za-z][A-Za-z0-9_]*`, so
+/// quoting is enough.
+pub(crate) fn table(collection: &str) -> String {
+    format!("\"{collection}\"")
+}

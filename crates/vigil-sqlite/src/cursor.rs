@@ -11,9 +11,9 @@ use vigil_core::{
     stored, Document, DocumentStream, Error, Projection, Result, Value, OUTPUTS_FIELD,
 };
 
+use crate::error::{db_err, is_missing_table};
 use crate::pool::Reader;
 use crate::sql::{Scope, Sql};
-use crate::{db_err, is_missing_table};
 
 /// Documents per message between the query thread and the caller.
 const BATCH: usize = 256;

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use vigil_core::Result;
 
-use crate::db_err;
+use crate::error::db_err;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +54,21 @@ impl Pool {
         // A panic while holding the lock leaves the connection usable (SQLite rolls back an
         // unfinished transaction when the Transaction is dropped), so poisoning is ignored.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` in an immediate (write-locking) transaction and commits it.
+    pub(crate) fn write<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err(format!("starting a transaction for {what}")))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db_err(format!("committing {what}")))?;
+        Ok(out)
     }
 
     pub(crate) fn reader(self: &Arc<Self>) -> Result<Reader> {

@@ -1,10 +1,14 @@
 //! Component records and content-addressed artifacts, in vigil's own tables.
 
 use rusqlite::OptionalExtension;
-use vigil_core::backend::content_hash;
-use vigil_core::{Error, Result};
+use vigil_core::backend::{
+    content_hash, group_versions, parse_component, verify_artifact, ComponentVersions,
+    StoredComponent,
+};
+use vigil_core::{Registry, Result};
 
-use crate::{db_err, SqliteBackend};
+use crate::error::db_err;
+use crate::SqliteBackend;
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS vigil_artifacts (
@@ -22,10 +26,10 @@ CREATE TABLE IF NOT EXISTS vigil_components (
 );
 ";
 
-impl SqliteBackend {
-    pub(crate) fn put_artifact_impl(&self, bytes: &[u8]) -> Result<String> {
+impl Registry for SqliteBackend {
+    fn put_artifact(&self, bytes: &[u8]) -> Result<String> {
         let hash = content_hash(bytes);
-        self.write("storing an artifact", |tx| {
+        self.pool.write("storing an artifact", |tx| {
             tx.prepare_cached("INSERT OR IGNORE INTO vigil_artifacts (hash, bytes) VALUES (?, ?)")
                 .and_then(|mut s| s.execute(rusqlite::params![hash, bytes]))
                 .map_err(db_err("storing an artifact"))?;
@@ -34,33 +38,22 @@ impl SqliteBackend {
         Ok(hash)
     }
 
-    pub(crate) fn get_artifact_impl(&self, hash: &str) -> Result<Vec<u8>> {
+    fn get_artifact(&self, hash: &str) -> Result<Vec<u8>> {
         let reader = self.pool.reader()?;
         let bytes: Option<Vec<u8>> = reader
             .prepare_cached("SELECT bytes FROM vigil_artifacts WHERE hash = ?")
             .and_then(|mut s| s.query_row([hash], |r| r.get(0)).optional())
             .map_err(db_err("reading an artifact"))?;
-        let bytes = bytes.ok_or_else(|| Error::NotFound {
-            kind: "artifact".into(),
-            identifier: hash.into(),
-            version: None,
-        })?;
-        if content_hash(&bytes) != hash {
-            return Err(Error::Corrupt {
-                collection: "vigil_artifacts".into(),
-                reason: format!("artifact {hash} no longer matches its hash"),
-            });
-        }
-        Ok(bytes)
+        verify_artifact(hash, bytes)
     }
 
-    pub(crate) fn put_component_impl(
+    fn put_component(
         &self,
         kind: &str,
         identifier: &str,
         record: &serde_json::Value,
     ) -> Result<u32> {
-        self.write("storing a component", |tx| {
+        self.pool.write("storing a component", |tx| {
             let next: u32 = tx
                 .prepare_cached("SELECT COALESCE(MAX(version), 0) + 1 FROM vigil_components WHERE kind = ? AND identifier = ?")
                 .and_then(|mut s| s.query_row([kind, identifier], |r| r.get(0)))
@@ -72,12 +65,12 @@ impl SqliteBackend {
         })
     }
 
-    pub(crate) fn get_component_impl(
+    fn get_component(
         &self,
         kind: &str,
         identifier: &str,
         version: Option<u32>,
-    ) -> Result<Option<(u32, serde_json::Value)>> {
+    ) -> Result<Option<StoredComponent>> {
         let reader = self.pool.reader()?;
         let row: Option<(u32, String)> = match version {
             Some(v) => reader
@@ -88,40 +81,21 @@ impl SqliteBackend {
                 .and_then(|mut s| s.query_row([kind, identifier], |r| Ok((r.get(0)?, r.get(1)?))).optional()),
         }
         .map_err(db_err("reading a component"))?;
-        row.map(|(v, text)| {
-            serde_json::from_str(&text)
-                .map(|json| (v, json))
-                .map_err(|e| Error::Corrupt {
-                    collection: "vigil_components".into(),
-                    reason: format!("{kind} `{identifier}` version {v}: {e}"),
-                })
-        })
-        .transpose()
+        row.map(|(v, text)| parse_component(kind, identifier, v, &text))
+            .transpose()
     }
 
-    pub(crate) fn list_components_impl(&self, kind: &str) -> Result<Vec<(String, Vec<u32>)>> {
+    fn list_components(&self, kind: &str) -> Result<Vec<ComponentVersions>> {
         let reader = self.pool.reader()?;
         let rows: Vec<(String, u32)> = reader
             .prepare_cached("SELECT identifier, version FROM vigil_components WHERE kind = ? ORDER BY identifier, version")
             .and_then(|mut s| s.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .map_err(db_err("listing components"))?;
-        let mut out: Vec<(String, Vec<u32>)> = Vec::new();
-        for (id, v) in rows {
-            match out.last_mut() {
-                Some((last, versions)) if *last == id => versions.push(v),
-                _ => out.push((id, vec![v])),
-            }
-        }
-        Ok(out)
+        Ok(group_versions(rows))
     }
 
-    pub(crate) fn remove_component_impl(
-        &self,
-        kind: &str,
-        identifier: &str,
-        version: Option<u32>,
-    ) -> Result<u64> {
-        self.write("removing a component", |tx| {
+    fn remove_component(&self, kind: &str, identifier: &str, version: Option<u32>) -> Result<u64> {
+        self.pool.write("removing a component", |tx| {
             let n = match version {
                 Some(v) => tx.execute("DELETE FROM vigil_components WHERE kind = ? AND identifier = ? AND version = ?", rusqlite::params![kind, identifier, v]),
                 None => tx.execute("DELETE FROM vigil_components WHERE kind = ? AND identifier = ?", [kind, identifier]),

@@ -29,7 +29,7 @@ impl Scope {
     pub fn load(conn: &rusqlite::Connection, collection: &str) -> vigil_core::Result<Scope> {
         let mut stmt = conn
             .prepare_cached("SELECT id, json_extract(record, '$.key'), json_extract(record, '$.model') FROM vigil_listeners WHERE collection = ? ORDER BY id")
-            .map_err(crate::db_err("reading listeners"))?;
+            .map_err(crate::error::db_err("reading listeners"))?;
         let outputs = stmt
             .query_map([collection], |r| {
                 let key: String = r.get(1)?;
@@ -39,9 +39,9 @@ impl Scope {
                 Ok((r.get(0)?, segs, key, model))
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(crate::db_err("reading listeners"))?;
+            .map_err(crate::error::db_err("reading listeners"))?;
         Ok(Scope {
-            table: crate::table(collection),
+            table: table(collection),
             outputs,
         })
     }
@@ -299,4 +299,10 @@ pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut
         });
     }
     out.push("seq");
+}
+
+/// A collection's table, quoted. Collection names are validated to `[A-Za-z][A-Za-z0-9_]*`, so
+/// quoting is enough.
+pub(crate) fn table(collection: &str) -> String {
+    format!("\"{collection}\"")
 }

@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 use serde_json::json;
 use vigil_core::backend::source;
-use vigil_core::{Backend, Document, Error, FieldPath, Filter, FindQuery, Value};
+use vigil_core::{Document, Documents, Error, FieldPath, Filter, FindQuery, Value};
 use vigil_sqlite::SqliteBackend;
 
 fn digit_png(seed: u8) -> Value {

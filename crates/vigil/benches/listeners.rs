@@ -49,7 +49,7 @@ fn spawn_worker(url: &str) -> Child {
 }
 
 fn wait_until_done(db: &Datalayer) {
-    while db.backend().pending(None).unwrap() > 0 {
+    while db.pending(None).unwrap() > 0 {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -69,7 +69,7 @@ fn main() {
         .unwrap();
         return;
     }
-    let docs: Vec<Document> = vigil::mnist::read_dir(repo().join("data/mnist"))
+    let docs: Vec<Document> = vigil_datasets::mnist::read_dir(repo().join("data/mnist"))
         .unwrap()
         .map(|d| d.unwrap().to_document().unwrap())
         .collect();

@@ -25,7 +25,7 @@ fn main() {
         .connect(&format!("sqlite://{}", dir.path().join("b.db").display()))
         .unwrap();
     let mnist = db.collection("mnist").unwrap();
-    let docs: Vec<Document> = vigil::mnist::read_dir(repo().join("data/mnist"))
+    let docs: Vec<Document> = vigil_datasets::mnist::read_dir(repo().join("data/mnist"))
         .unwrap()
         .map(|d| d.unwrap().to_document().unwrap())
         .collect();
@@ -101,7 +101,7 @@ fn main() {
     println!("| `db.fit`: streamed from SQLite, PNG decoded and preprocessed | {database:.2} | {:.0} | {:.2} |", n as f64 / database, database / memory);
 
     // Inference on preprocessed tensors.
-    let all: Vec<Value> = vigil::mnist::read_dir(repo().join("data/mnist"))
+    let all: Vec<Value> = vigil_datasets::mnist::read_dir(repo().join("data/mnist"))
         .unwrap()
         .take(1000)
         .map(|d| {

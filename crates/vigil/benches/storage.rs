@@ -77,7 +77,7 @@ fn time<T>(f: impl Fn() -> T) -> (Duration, T) {
 }
 
 fn main() {
-    let digits: Vec<_> = vigil::mnist::read_dir(data_dir())
+    let digits: Vec<_> = vigil_datasets::mnist::read_dir(data_dir())
         .unwrap()
         .map(Result::unwrap)
         .collect();

@@ -11,9 +11,13 @@
 //! It writes `out/example-digit.png` and `out/example-acc.png`, and a database `mnist.db`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use vigil::ml::{mnist_preprocess, Model, PipelineModel, Postprocess};
-use vigil::{json, lenet5, Dataset, Document, FitOptions, Metric, TrainerConfig, Value};
+use vigil::{
+    json, lenet5, Dataset, Document, FitOptions, FitProgress, Metric, Progress, TrainerConfig,
+    Value,
+};
 
 fn main() -> vigil::Result<()> {
     let data = std::env::args()
@@ -30,7 +34,7 @@ fn main() -> vigil::Result<()> {
 
     // Add data: each digit is a document `{"img": <image/png>, "class": <label>}`. Images
     // are stored as PNG bytes beside the JSON, never as base64. We keep the last 10% back.
-    let digits: Vec<Document> = vigil::mnist::read_dir(&data)?
+    let digits: Vec<Document> = vigil_datasets::mnist::read_dir(&data)?
         .map(|d| d.and_then(|d| d.to_document()))
         .collect::<vigil::Result<_>>()?;
     let late = digits.len() / 10;
@@ -45,10 +49,7 @@ fn main() -> vigil::Result<()> {
         .to_image()?
         .save("out/example-digit.png")
         .map_err(|e| vigil::Error::io("writing a PNG", std::io::Error::other(e)))?;
-    println!(
-        "find_one: class {:?}, image in out/example-digit.png",
-        r.get("class")
-    );
+    println!("find_one: {r} (image in out/example-digit.png)");
 
     // The model: LeNet5 as data (layers, not code), with its preprocess (decode, pad to
     // 32x32, to a tensor, normalise with MNIST's mean and deviation) and its postprocess
@@ -63,7 +64,10 @@ fn main() -> vigil::Result<()> {
         .iter()
         .map(|d| d.get("img").cloned().expect("an image"))
         .collect();
-    println!("untrained predictions: {:?}", model.predict(&ten)?);
+    println!(
+        "untrained predictions: {}",
+        Value::Array(model.predict(&ten)?)
+    );
 
     // Fit on the documents a query selects (the train fold), validated on the valid fold
     // with an accuracy metric. Data streams from the database in shuffled batches.
@@ -77,7 +81,12 @@ fn main() -> vigil::Result<()> {
         FitOptions::new("img", "class", &mnist, json!({}), configuration)
             .metric(Metric::accuracy("acc"))
             .validation_set(Dataset::new("my_valid", "mnist", json!({"_fold": "valid"})))
-            .progress(true),
+            // Progress goes to an observer; the CLI draws a bar, here each validation prints.
+            .on_progress(Arc::new(|p: &FitProgress<'_>| {
+                if let FitProgress::Training(Progress::Validated { iteration, values }) = p {
+                    println!("  step {iteration}: {values:?}");
+                }
+            })),
     )?;
     println!(
         "trained {} steps in {:.1} s",
@@ -87,7 +96,7 @@ fn main() -> vigil::Result<()> {
     // Reload the model: its best checkpoint carries its metric values. Plot them.
     let model = db.load_model("lenet5", None)?;
     let acc = &model.metric_values()["my_valid/acc"];
-    vigil::plot::curves(
+    vigil_datasets::plot::curves(
         "my_valid/acc",
         "validation",
         &[("my_valid/acc", acc)],
@@ -107,9 +116,9 @@ fn main() -> vigil::Result<()> {
         .find_one(json!({"_fold": "valid"}))?
         .expect("a valid digit");
     println!(
-        "a valid digit: class {:?}, predicted {:?}",
-        doc.get("class"),
-        doc.get("_outputs")
+        "a valid digit: class {}, predicted {}",
+        doc.get("class").unwrap_or(&Value::Null),
+        doc.get("_outputs").unwrap_or(&Value::Null)
     );
 
     // The listeners switched on.
@@ -128,6 +137,9 @@ fn main() -> vigil::Result<()> {
     let one = mnist
         .find_one(json!({"update": true}))?
         .expect("a late digit");
-    println!("its _outputs: {:?}", one.get("_outputs"));
+    println!(
+        "its _outputs: {}",
+        one.get("_outputs").unwrap_or(&Value::Null)
+    );
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `fit`: training a model on documents selected from the database, streamed in batches.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Arc;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value as Json};
@@ -15,7 +16,7 @@ use crate::{Collection, Cursor, Datalayer};
 const SHUFFLE_WINDOW: usize = 16;
 
 /// What to train on and how.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FitOptions {
     x: String,
     y: String,
@@ -24,8 +25,38 @@ pub struct FitOptions {
     trainer: TrainerConfig,
     metrics: Vec<Metric>,
     validation_sets: Vec<Dataset>,
-    progress: bool,
+    observer: Option<FitObserver>,
 }
+
+impl std::fmt::Debug for FitOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FitOptions")
+            .field("x", &self.x)
+            .field("y", &self.y)
+            .field("collection", &self.collection)
+            .field("select", &self.select)
+            .field("trainer", &self.trainer)
+            .field("metrics", &self.metrics)
+            .field("validation_sets", &self.validation_sets)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a running fit reports to its observer ([`FitOptions::on_progress`]).
+#[derive(Debug)]
+pub enum FitProgress<'a> {
+    /// Training starts: the steps it will take (0 when neither epochs nor a step limit bound it).
+    Started {
+        /// Steps in all.
+        total_steps: u64,
+    },
+    /// A step was taken or a validation ran.
+    Training(&'a Progress),
+}
+
+/// Called with each [`FitProgress`] of a fit, on the fitting thread: draw a bar, log, or
+/// record a curve.
+pub type FitObserver = Arc<dyn Fn(&FitProgress<'_>) + Send + Sync>;
 
 impl FitOptions {
     /// Train on field `x` to predict field `y` (dotted paths allowed), over the documents of
@@ -45,7 +76,7 @@ impl FitOptions {
             trainer,
             metrics: Vec::new(),
             validation_sets: Vec::new(),
-            progress: false,
+            observer: None,
         }
     }
 
@@ -61,9 +92,10 @@ impl FitOptions {
         self
     }
 
-    /// Shows a progress bar on the terminal. Default: silent.
-    pub fn progress(mut self, show: bool) -> Self {
-        self.progress = show;
+    /// Reports progress (the steps to take, each step, each validation) to `observer`.
+    /// Default: none.
+    pub fn on_progress(mut self, observer: FitObserver) -> Self {
+        self.observer = Some(observer);
         self
     }
 }
@@ -186,27 +218,17 @@ impl Datalayer {
         }
         let collection = self.collection(&options.collection)?;
         let filter = json!({"$and": [options.select, {"_fold": "train"}]});
-        let bar = if options.progress {
+        if let Some(observer) = &options.observer {
             let docs = collection.count(filter.clone())?;
             let per_epoch = docs.div_ceil(options.trainer.batch_size as u64);
-            let total = match (options.trainer.epochs, options.trainer.max_iterations) {
+            let total_steps = match (options.trainer.epochs, options.trainer.max_iterations) {
                 (Some(e), Some(m)) => (e * per_epoch).min(m),
                 (Some(e), None) => e * per_epoch,
                 (None, Some(m)) => m,
                 (None, None) => 0,
             };
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "training {wide_bar} {pos}/{len} steps ({eta} left) {msg}",
-                )
-                // A literal template.
-                .expect("valid progress template"),
-            );
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
+            observer(&FitProgress::Started { total_steps });
+        }
         let mut train = CollectionSource {
             collection: collection.clone(),
             filter,
@@ -237,7 +259,6 @@ impl Datalayer {
                 data: s,
             })
             .collect();
-        let mut last = String::new();
         let mut job = vigil_core::listen::JobRecord::start("fit", &model.to_record().identifier, 0);
         self.backend().put_job(&job)?;
         let report = vigil_ml::fit(
@@ -246,23 +267,12 @@ impl Datalayer {
             &mut train,
             &mut validations,
             &options.metrics,
-            &mut |p| match p {
-                Progress::Step {
-                    iteration, loss, ..
-                } => {
-                    bar.set_position(*iteration);
-                    bar.set_message(format!("loss {loss:.4} {last}"));
-                }
-                Progress::Validated { values, .. } => {
-                    last = values
-                        .iter()
-                        .map(|(k, v)| format!("{k} {v:.4}"))
-                        .collect::<Vec<_>>()
-                        .join(" ");
+            &mut |p| {
+                if let Some(observer) = &options.observer {
+                    observer(&FitProgress::Training(p));
                 }
             },
         );
-        bar.finish_and_clear();
         job.finished = Some(vigil_core::listen::now());
         let report = match report.and_then(|r| self.add_model(model).map(|_| r)) {
             Ok(report) => report,

@@ -32,19 +32,17 @@ mod collection;
 mod datalayer;
 mod fit;
 mod listener;
-pub mod mnist;
-#[cfg(feature = "plot")]
-pub mod plot;
 pub mod registry;
 mod worker;
 
 pub use collection::{Collection, Cursor, Find, IntoDocument};
 pub use datalayer::{connect, Datalayer, Options};
-pub use fit::FitOptions;
+pub use fit::{FitObserver, FitOptions, FitProgress};
 pub use image;
-pub use listener::{Listening, LISTENER};
+pub use listener::{ListenerStatus, Listening, LISTENER};
 pub use registry::{Component, Dataset};
 pub use serde_json::json;
+pub use vigil_core::backend::{ComponentVersions, OutputCount, StoredComponent};
 pub use vigil_core::listen::{Applied, FailureRecord, JobRecord, JobStatus, ListenerRecord};
 pub use vigil_core::{
     codec, filter, ids, listen, names, query, stored, update, Backend, Codec, Codecs, DType,
@@ -52,7 +50,10 @@ pub use vigil_core::{
     TensorCodec, UpdateOutcome, Value, FOLD_FIELD, ID_FIELD, OUTPUTS_FIELD,
 };
 pub use vigil_ml as ml;
-pub use vigil_ml::{lenet5, Metric, Model, PipelineModel, Postprocess, Preprocess, TrainerConfig};
+pub use vigil_ml::{
+    lenet5, FitReport, Metric, Model, PipelineModel, Postprocess, Preprocess, Progress,
+    TrainerConfig,
+};
 #[cfg(feature = "postgres")]
 pub use vigil_postgres::PostgresBackend;
 #[cfg(feature = "sqlite")]

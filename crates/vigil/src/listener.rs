@@ -3,7 +3,8 @@
 //! process, or `vigil worker`) compute what is queued.
 
 use serde_json::Value as Json;
-use vigil_core::listen::{JobRecord, ListenerRecord};
+use vigil_core::backend::OutputCount;
+use vigil_core::listen::{FailureRecord, JobRecord, ListenerRecord};
 use vigil_core::{names, Error, FieldPath, Filter, Result, OUTPUTS_FIELD};
 
 use crate::registry::MODEL;
@@ -19,6 +20,21 @@ pub struct Listening {
     pub listener: ListenerRecord,
     /// The backfill job (its `total` is the number of documents queued).
     pub backfill: JobRecord,
+}
+
+/// A listener's live state: what `vigil show listener` and a dashboard show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerStatus {
+    /// The listener as installed.
+    pub listener: ListenerRecord,
+    /// Its stored outputs, counted per model version (ascending).
+    pub outputs: Vec<OutputCount>,
+    /// Documents queued for it (new, changed, or failed and waiting for a retry).
+    pub pending: u64,
+    /// Documents it failed on that are still retried.
+    pub retrying: u64,
+    /// Documents it failed on for good (until they change).
+    pub parked: u64,
 }
 
 impl Datalayer {
@@ -130,7 +146,7 @@ impl Datalayer {
         let latest = self
             .backend()
             .get_component(LISTENER, &listener.name, None)?
-            .map(|(_, r)| r);
+            .map(|c| c.record);
         if latest.as_ref() != Some(&record) {
             self.backend()
                 .put_component(LISTENER, &listener.name, &record)?;
@@ -161,5 +177,40 @@ impl Datalayer {
     /// records stay. False if it was not installed.
     pub fn remove_listener(&self, name: &str) -> Result<bool> {
         self.backend().remove_listener(name)
+    }
+
+    /// A listener's live state: outputs per model version, queue size, failures.
+    pub fn listener_status(&self, name: &str) -> Result<ListenerStatus> {
+        let listener = self.listener(name)?;
+        let failures = self.failures(Some(name))?;
+        let parked = failures.iter().filter(|f| f.parked).count() as u64;
+        Ok(ListenerStatus {
+            outputs: self.backend().output_versions(name)?,
+            pending: self.backend().pending(Some(name))?,
+            retrying: failures.len() as u64 - parked,
+            parked,
+            listener,
+        })
+    }
+
+    /// Documents listeners failed on (one listener's, or all), most recent first, with the
+    /// reason, the attempts made and whether they are parked.
+    pub fn failures(&self, listener: Option<&str>) -> Result<Vec<FailureRecord>> {
+        self.backend().failures(listener)
+    }
+
+    /// Queued listener work: one listener's, or all.
+    pub fn pending(&self, listener: Option<&str>) -> Result<u64> {
+        self.backend().pending(listener)
+    }
+
+    /// The most recent jobs (backfills, fits, incremental batches), at most `limit`.
+    pub fn jobs(&self, limit: usize) -> Result<Vec<JobRecord>> {
+        self.backend().jobs(limit)
+    }
+
+    /// One job by id.
+    pub fn job(&self, id: &str) -> Result<Option<JobRecord>> {
+        self.backend().get_job(id)
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use vigil_core::backend::{ComponentVersions, StoredComponent};
 use vigil_core::{Error, Result};
 use vigil_ml::{Metric, ModelKind, ModelRecord, PipelineModel, TrainerConfig};
 
@@ -97,7 +98,10 @@ impl Datalayer {
 
     /// A component: the given version, or the latest.
     pub fn load<C: Component>(&self, identifier: &str, version: Option<u32>) -> Result<C> {
-        let (v, json) = self.record(C::KIND, identifier, version)?;
+        let StoredComponent {
+            version: v,
+            record: json,
+        } = self.record(C::KIND, identifier, version)?;
         serde_json::from_value(json).map_err(|e| Error::Corrupt {
             collection: "vigil_components".into(),
             reason: format!("{} `{identifier}` version {v}: {e}", C::KIND),
@@ -109,7 +113,7 @@ impl Datalayer {
         kind: &str,
         identifier: &str,
         version: Option<u32>,
-    ) -> Result<(u32, serde_json::Value)> {
+    ) -> Result<StoredComponent> {
         self.backend()
             .get_component(kind, identifier, version)?
             .ok_or_else(|| Error::NotFound {
@@ -145,7 +149,10 @@ impl Datalayer {
     /// JSON, weights are safetensors, graphs are ONNX; a missing or corrupt artifact is an
     /// error.
     pub fn load_model(&self, identifier: &str, version: Option<u32>) -> Result<PipelineModel> {
-        let (v, json) = self.record(MODEL, identifier, version)?;
+        let StoredComponent {
+            version: v,
+            record: json,
+        } = self.record(MODEL, identifier, version)?;
         let record: ModelRecord = serde_json::from_value(json).map_err(|e| Error::Corrupt {
             collection: "vigil_components".into(),
             reason: format!("model `{identifier}` version {v}: {e}"),
@@ -162,21 +169,24 @@ impl Datalayer {
     /// The identifiers stored under a kind (`model`, `dataset`, `metric`, `trainer`, …).
     pub fn show(&self, kind: &str) -> Result<Vec<String>> {
         Ok(self
-            .backend()
-            .list_components(kind)?
+            .show_all(kind)?
             .into_iter()
-            .map(|(id, _)| id)
+            .map(|c| c.identifier)
             .collect())
+    }
+
+    /// The identifiers stored under a kind, each with its versions.
+    pub fn show_all(&self, kind: &str) -> Result<Vec<ComponentVersions>> {
+        self.backend().list_components(kind)
     }
 
     /// The versions of one identifier.
     pub fn show_versions(&self, kind: &str, identifier: &str) -> Result<Vec<u32>> {
         Ok(self
-            .backend()
-            .list_components(kind)?
+            .show_all(kind)?
             .into_iter()
-            .find(|(id, _)| id == identifier)
-            .map(|(_, v)| v)
+            .find(|c| c.identifier == identifier)
+            .map(|c| c.versions)
             .unwrap_or_default())
     }
 
@@ -186,7 +196,7 @@ impl Datalayer {
         kind: &str,
         identifier: &str,
         version: Option<u32>,
-    ) -> Result<(u32, serde_json::Value)> {
+    ) -> Result<StoredComponent> {
         self.record(kind, identifier, version)
     }
 

@@ -64,7 +64,8 @@ impl WorkerOptions {
     }
 
     /// How long a claim keeps other workers off its entries; after it, a crashed worker's
-    /// entries are taken again. Claims of dead processes on this host are released at start.
+    /// entries are taken again (on SQLite, claims of dead processes on this host are taken back
+    /// as soon as nothing else is due; on PostgreSQL, as soon as the dead worker's session ends).
     /// Default: 30 s.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
@@ -114,22 +115,6 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-/// Whether a process of this host is alive; true where that cannot be told.
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        std::path::Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
-    }
-}
-
 impl Datalayer {
     /// A worker over this database.
     pub fn worker(&self, options: WorkerOptions) -> Result<Worker> {
@@ -146,25 +131,10 @@ impl Datalayer {
 
 impl Worker {
     fn new(db: Datalayer, options: WorkerOptions) -> Result<Worker> {
-        let host = hostname();
-        let pid = std::process::id();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        // Claims of processes of this host that died are given back now rather than when
-        // their lease ends.
-        for holder in db.backend().claim_holders()? {
-            let mut parts = holder.split(':');
-            if let (Some(h), Some(Ok(p))) = (parts.next(), parts.next().map(str::parse::<u32>)) {
-                if h == host && p != pid && !process_alive(p) {
-                    db.backend().release_claims(&holder)?;
-                }
-            }
-        }
         Ok(Worker {
             db,
             options,
-            id: format!("{host}:{pid}:{nanos}"),
+            id: vigil_core::ids::worker_label(),
             models: HashMap::new(),
         })
     }
@@ -226,9 +196,16 @@ impl Worker {
 
     /// Processes batches until nothing is due.
     pub fn drain(&mut self) -> Result<Applied> {
+        self.drain_with(&mut |_| {})
+    }
+
+    /// [`Worker::drain`], calling `progress` with the running total after every batch (for a
+    /// backfill's progress bar: compare `finished()` with the job's `total`).
+    pub fn drain_with(&mut self, progress: &mut dyn FnMut(&Applied)) -> Result<Applied> {
         let mut total = Applied::default();
         while let Some(applied) = self.run_once()? {
             total.add(applied);
+            progress(&total);
         }
         Ok(total)
     }
@@ -307,7 +284,12 @@ impl Worker {
             .backend()
             .output_states(&listener.name, &ids)?
             .into_iter()
-            .map(|(id, v, h)| (id.to_json().to_string(), (v, h)))
+            .map(|s| {
+                (
+                    s.doc_id.to_json().to_string(),
+                    (s.model_version, s.input_hash),
+                )
+            })
             .collect();
         let upstream = listener.upstream.as_ref().and_then(|u| listeners.get(u));
         let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];

@@ -3,8 +3,8 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use vigil::mnist::{count_dir, read_dir, Digits};
 use vigil::Error;
+use vigil_datasets::mnist::{count_dir, read_dir, Digits};
 
 fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist")

@@ -12,7 +12,7 @@ fn repo() -> PathBuf {
 }
 
 fn first_digits(n: usize) -> Vec<Value> {
-    vigil::mnist::read_dir(repo().join("data/mnist"))
+    vigil_datasets::mnist::read_dir(repo().join("data/mnist"))
         .unwrap()
         .take(n)
         .map(|d| {

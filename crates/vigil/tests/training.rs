@@ -12,7 +12,7 @@ fn data() -> PathBuf {
 
 fn load(db: &vigil::Datalayer, n: usize) -> vigil::Collection {
     let mnist = db.collection("mnist").unwrap();
-    let docs: Vec<Document> = vigil::mnist::read_dir(data())
+    let docs: Vec<Document> = vigil_datasets::mnist::read_dir(data())
         .unwrap()
         .take(n)
         .map(|d| d.unwrap().to_document().unwrap())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use vigil::listen::{Applied, Completion, JobStatus, Outcome, RetryPolicy};
 use vigil::ml::PipelineModel;
-use vigil::{Datalayer, Document, Value, WorkerOptions};
+use vigil::{Datalayer, Document, OutputCount, Value, WorkerOptions};
 
 use super::with_digits;
 use crate::data::{predictions, pytorch_predictions};
@@ -26,12 +26,12 @@ fn settle(db: &Datalayer, options: WorkerOptions) {
     let mut worker = db.worker(options).unwrap();
     for _ in 0..2000 {
         worker.drain().unwrap();
-        if db.backend().pending(None).unwrap() == 0 {
+        if db.pending(None).unwrap() == 0 {
             return;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    panic!("work still queued: {}", db.backend().pending(None).unwrap());
+    panic!("work still queued: {}", db.pending(None).unwrap());
 }
 
 pub fn listener_backfills_every_digit_with_pytorchs_predictions(factory: &Factory) {
@@ -41,11 +41,11 @@ pub fn listener_backfills_every_digit_with_pytorchs_predictions(factory: &Factor
     assert_eq!(on.listener.name, LISTENER);
     assert_eq!(on.backfill.total, 10_000);
     assert_eq!(on.backfill.status, JobStatus::Running);
-    assert_eq!(db.backend().pending(Some(LISTENER)).unwrap(), 10_000);
+    assert_eq!(db.pending(Some(LISTENER)).unwrap(), 10_000);
 
     let applied = db.process_pending().unwrap();
     assert_eq!(applied.written, 10_000);
-    assert_eq!(db.backend().pending(None).unwrap(), 0);
+    assert_eq!(db.pending(None).unwrap(), 0);
 
     let preds = predictions(&mnist);
     assert_eq!(preds.len(), 10_000);
@@ -98,13 +98,13 @@ pub fn listener_backfills_every_digit_with_pytorchs_predictions(factory: &Factor
         Some(&Value::Int(7))
     );
 
-    let job = db.backend().get_job(&on.backfill.id).unwrap().unwrap();
+    let job = db.job(&on.backfill.id).unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Success);
     assert_eq!((job.done, job.failed, job.total), (10_000, 0, 10_000));
     assert!(job.finished.is_some());
     assert_eq!(
-        db.backend().output_versions(LISTENER).unwrap(),
-        [(1, 10_000)]
+        db.listener_status(LISTENER).unwrap().outputs,
+        [OutputCount::new(1, 10_000)]
     );
     assert_eq!(db.show(vigil::LISTENER).unwrap(), [LISTENER]);
 }
@@ -183,7 +183,7 @@ pub fn inserts_updates_and_deletes_keep_outputs_current(factory: &Factory) {
     mnist
         .update_one(json!({"_id": id}), json!({"$set": {"note": "seen"}}))
         .unwrap();
-    assert_eq!(db.backend().pending(None).unwrap(), 0);
+    assert_eq!(db.pending(None).unwrap(), 0);
 
     // Leaving the select removes the output; coming back computes it again.
     mnist
@@ -201,11 +201,11 @@ pub fn inserts_updates_and_deletes_keep_outputs_current(factory: &Factory) {
 
     // Deletes remove outputs.
     let with_outputs = |db: &Datalayer| -> u64 {
-        db.backend()
-            .output_versions(LISTENER)
+        db.listener_status(LISTENER)
             .unwrap()
+            .outputs
             .iter()
-            .map(|(_, n)| n)
+            .map(|o| o.count)
             .sum()
     };
     let n = with_outputs(&db);
@@ -234,7 +234,7 @@ pub fn inserts_updates_and_deletes_keep_outputs_current(factory: &Factory) {
         .contains("_outputs"));
 
     // Every incremental batch is a job on record.
-    let jobs = db.backend().jobs(1000).unwrap();
+    let jobs = db.jobs(1000).unwrap();
     assert!(jobs
         .iter()
         .any(|j| j.kind == "predict" && j.status == JobStatus::Success));
@@ -270,7 +270,7 @@ pub fn undecodable_images_are_parked_and_the_rest_predicted(factory: &Factory) {
             .max_attempts(3)
             .backoff(Duration::from_millis(5)),
     );
-    let failures = db.backend().failures(None).unwrap();
+    let failures = db.failures(None).unwrap();
     let mut failed: Vec<i64> = failures
         .iter()
         .map(|f| f.doc_id.as_i64().unwrap())
@@ -298,10 +298,7 @@ pub fn undecodable_images_are_parked_and_the_rest_predicted(factory: &Factory) {
         .replace_one(json!({"_id": 42}), good.with("_id", 42))
         .unwrap();
     db.process_pending().unwrap();
-    assert_eq!(
-        db.backend().failures(None).unwrap().len(),
-        corrupt.len() - 1
-    );
+    assert_eq!(db.failures(None).unwrap().len(), corrupt.len() - 1);
     let fixed = mnist.find_one(json!({"_id": 42})).unwrap().unwrap();
     assert_eq!(
         fixed.get_path("_outputs.img.lenet5"),
@@ -425,21 +422,21 @@ pub fn a_new_model_version_replaces_every_output(factory: &Factory) {
     assert_eq!(rolled.backfill.total, 200);
     // Until the job runs, the outputs say which version they are.
     assert_eq!(
-        db.backend().output_versions("mnist/class/m").unwrap(),
-        [(1, 200)]
+        db.listener_status("mnist/class/m").unwrap().outputs,
+        [OutputCount::new(1, 200)]
     );
     db.process_pending().unwrap();
     assert_eq!(
-        db.backend().output_versions("mnist/class/m").unwrap(),
-        [(2, 200)]
+        db.listener_status("mnist/class/m").unwrap().outputs,
+        [OutputCount::new(2, 200)]
     );
     assert_eq!(mnist.count(json!({"_outputs.class.m": 2})).unwrap(), 200);
     // Back to version 1 on purpose.
     db.roll_listener("mnist/class/m", Some(1)).unwrap();
     db.process_pending().unwrap();
     assert_eq!(
-        db.backend().output_versions("mnist/class/m").unwrap(),
-        [(1, 200)]
+        db.listener_status("mnist/class/m").unwrap().outputs,
+        [OutputCount::new(1, 200)]
     );
     assert!(db.roll_listener("mnist/class/m", Some(9)).is_err());
 }
@@ -486,7 +483,7 @@ pub fn a_document_written_during_its_computation_is_computed_again(factory: &Fac
         .unwrap();
     let applied = complete_with(claim, -1, 1);
     assert_eq!((applied.written, applied.stale), (9, 1));
-    assert_eq!(db.backend().pending(Some(listener)).unwrap(), 1);
+    assert_eq!(db.pending(Some(listener)).unwrap(), 1);
     db.process_pending().unwrap();
     let doc = mnist
         .find_one(json!({"_id": target.to_json()}))
@@ -546,7 +543,7 @@ pub fn a_fit_from_a_select_is_stored_recorded_and_served(factory: &Factory) {
     let acc = &reloaded.metric_values()["my_valid/acc"];
     let best = acc.iter().copied().fold(0.0, f64::max);
     assert!(best > 0.6, "valid accuracy {acc:?}");
-    let jobs = db.backend().jobs(10).unwrap();
+    let jobs = db.jobs(10).unwrap();
     let fit = jobs.iter().find(|j| j.kind == "fit").expect("a fit job");
     assert_eq!(
         (fit.status, fit.target.as_str()),

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use vigil::listen::format_time;
 use vigil::{Datalayer, WorkerOptions};
 
+use crate::error::{CliError, CliResult};
+
 /// `vigil worker` settings.
 #[derive(clap::Args, Debug)]
 pub struct WorkerArgs {
@@ -30,7 +32,7 @@ pub struct WorkerArgs {
     once: bool,
 }
 
-pub fn worker(db: &Datalayer, url: &str, args: &WorkerArgs) -> Result<(), String> {
+pub fn worker(db: &Datalayer, url: &str, args: &WorkerArgs) -> CliResult {
     let options = WorkerOptions::new()
         .batch_size(args.batch)
         .lease(Duration::from_millis(args.lease_ms))
@@ -38,23 +40,24 @@ pub fn worker(db: &Datalayer, url: &str, args: &WorkerArgs) -> Result<(), String
         .backoff(Duration::from_millis(args.backoff_ms))
         .idle_wait(Duration::from_millis(args.idle_ms))
         .on_error(Arc::new(|e| eprintln!("worker: {e}; retrying")));
-    let mut worker = db.worker(options).map_err(|e| e.to_string())?;
+    let mut worker = db.worker(options)?;
     let start = Instant::now();
     let applied = if args.once {
         worker.drain()
     } else {
         let stop = Arc::new(AtomicBool::new(false));
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(signal, Arc::clone(&stop))
-                .map_err(|e| format!("installing a signal handler: {e}"))?;
+            signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|e| CliError::Io {
+                what: "installing a signal handler".into(),
+                source: e,
+            })?;
         }
         eprintln!(
             "worker {} on {url}: waiting for work (Ctrl-C stops)",
             worker.id()
         );
         worker.run(&stop)
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     eprintln!(
         "worker stopped after {:.1} s: {} outputs written, {} removed, {} unchanged, {} retrying, {} parked",
         start.elapsed().as_secs_f64(),
@@ -74,10 +77,8 @@ pub fn listen(
     model: &str,
     select: serde_json::Value,
     version: Option<u32>,
-) -> Result<(), String> {
-    let on = db
-        .listen_version(collection, key, model, select, version)
-        .map_err(|e| e.to_string())?;
+) -> CliResult {
+    let on = db.listen_version(collection, key, model, select, version)?;
     println!(
         "listener `{}` on model version {}: {} documents queued (job {}); run `vigil worker` to compute them",
         on.listener.name, on.listener.model_version, on.backfill.total, on.backfill.id
@@ -85,8 +86,8 @@ pub fn listen(
     Ok(())
 }
 
-pub fn errors(db: &Datalayer, listener: Option<&str>, limit: usize) -> Result<(), String> {
-    let failures = db.backend().failures(listener).map_err(|e| e.to_string())?;
+pub fn errors(db: &Datalayer, listener: Option<&str>, limit: usize) -> CliResult {
+    let failures = db.failures(listener)?;
     if failures.is_empty() {
         println!("no errors");
         return Ok(());
@@ -109,8 +110,8 @@ pub fn errors(db: &Datalayer, listener: Option<&str>, limit: usize) -> Result<()
     Ok(())
 }
 
-pub fn jobs(db: &Datalayer, limit: usize) -> Result<(), String> {
-    let jobs = db.backend().jobs(limit).map_err(|e| e.to_string())?;
+pub fn jobs(db: &Datalayer, limit: usize) -> CliResult {
+    let jobs = db.jobs(limit)?;
     if jobs.is_empty() {
         println!("no jobs");
         return Ok(());
@@ -139,27 +140,30 @@ pub fn jobs(db: &Datalayer, limit: usize) -> Result<(), String> {
 }
 
 /// What `vigil show listener NAME` adds to the record: its live state.
-pub fn listener_state(db: &Datalayer, name: &str) -> Result<(), String> {
-    let e = |e: vigil::Error| e.to_string();
-    let Ok(listener) = db.listener(name) else {
-        println!("not installed (switched off)");
-        return Ok(());
+pub fn listener_state(db: &Datalayer, name: &str) -> CliResult {
+    let status = match db.listener_status(name) {
+        Ok(status) => status,
+        Err(vigil::Error::NotFound { .. }) => {
+            println!("not installed (switched off)");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
     };
-    let versions = db.backend().output_versions(name).map_err(e)?;
-    let outputs: Vec<String> = versions
+    let outputs: Vec<String> = status
+        .outputs
         .iter()
-        .map(|(v, n)| format!("{n} of version {v}"))
+        .map(|o| format!("{} of version {}", o.count, o.model_version))
         .collect();
     println!(
         "installed on model version {}; outputs: {}; queued: {}; errors: {}",
-        listener.model_version,
+        status.listener.model_version,
         if outputs.is_empty() {
             "none".into()
         } else {
             outputs.join(", ")
         },
-        db.backend().pending(Some(name)).map_err(e)?,
-        db.backend().failures(Some(name)).map_err(e)?.len()
+        status.pending,
+        status.retrying + status.parked
     );
     Ok(())
 }

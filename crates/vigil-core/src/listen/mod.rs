@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{FieldPath, Result, Value};
 
+mod apply;
+
+pub use apply::{apply_batch, failed_note, NewFailure, NewOutput, QueueEntry, QueueTx, Retry};
+
 /// The top-level field under which find results carry listener outputs:
 /// `_outputs.<key>.<model>`.
 pub const OUTPUTS_FIELD: &str = "_outputs";
@@ -42,6 +46,45 @@ impl ListenerRecord {
     /// The key as a path.
     pub fn key_path(&self) -> Result<FieldPath> {
         FieldPath::parse(&self.key)
+    }
+
+    /// Whether it reads another listener's outputs (a chain) rather than a document field.
+    pub fn is_chain(&self) -> bool {
+        self.key.split('.').next() == Some(OUTPUTS_FIELD)
+    }
+
+    /// The document paths an update must change to concern this listener: its key (unless a
+    /// chain) and the fields its select reads, `_id` and outputs aside; sorted, no repeats.
+    pub fn watched_paths(&self) -> Result<Vec<FieldPath>> {
+        let select = crate::Filter::parse(&self.select)?;
+        let mut watched: Vec<FieldPath> = Vec::new();
+        if !self.is_chain() {
+            watched.push(self.key_path()?);
+        }
+        for p in select.paths() {
+            if p.segments()[0] != OUTPUTS_FIELD && !p.is_id() {
+                watched.push(p.clone());
+            }
+        }
+        watched.sort_by(|a, b| a.segments().cmp(b.segments()));
+        watched.dedup_by(|a, b| a.segments() == b.segments());
+        Ok(watched)
+    }
+
+    /// The record as stored in a backend's listener table.
+    pub fn to_stored(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| crate::Error::InvalidDocument {
+            location: Default::default(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A record read back from a backend's listener table.
+    pub fn from_stored(json: &str) -> Result<ListenerRecord> {
+        serde_json::from_str(json).map_err(|e| crate::Error::Corrupt {
+            collection: "vigil_listeners".into(),
+            reason: e.to_string(),
+        })
     }
 
     /// The segments under `_outputs` where this listener's outputs appear: the key's segments

@@ -8,7 +8,7 @@ use std::sync::Once;
 use plotters::prelude::*;
 use vigil_core::{Error, Result};
 
-static FONT: &[u8] = include_bytes!("../../../data/fonts/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 fn register_font() {
     static ONCE: Once = Once::new();

@@ -6,7 +6,9 @@ use std::time::Instant;
 use vigil::ml::{mnist_preprocess, Model, PipelineModel, Postprocess};
 use vigil::{json, lenet5, Datalayer, Dataset, FitOptions, Metric, TrainerConfig, WorkerOptions};
 
-use crate::{insert_mnist, progress, render};
+use crate::commands::data::insert_mnist;
+use crate::error::{CliError, CliResult};
+use crate::{progress, render};
 
 /// `vigil demo mnist` settings.
 #[derive(clap::Args, Debug)]
@@ -28,10 +30,6 @@ pub struct MnistArgs {
 /// Digits per training step.
 const BATCH: u64 = 64;
 
-fn err(e: vigil::Error) -> String {
-    e.to_string()
-}
-
 /// What the demo did, printed at its end (and checked by the tests).
 struct Summary {
     stored: usize,
@@ -46,16 +44,18 @@ struct Summary {
     plot_png: PathBuf,
 }
 
-pub fn mnist(db: &Datalayer, url: &str, args: &MnistArgs) -> Result<(), String> {
+pub fn mnist(db: &Datalayer, url: &str, args: &MnistArgs) -> CliResult {
     println!("vigil MNIST demo on {url}");
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| format!("creating {}: {e}", args.out.display()))?;
-    if db.drop_collection("mnist").map_err(err)? {
+    std::fs::create_dir_all(&args.out).map_err(|e| CliError::Io {
+        what: format!("creating {}", args.out.display()),
+        source: e,
+    })?;
+    if db.drop_collection("mnist")? {
         println!("- dropped the previous `mnist` collection (and its listeners)");
     }
 
     // 1. All digits but the last 10% go in first; the rest arrive after the listener is on.
-    let total = vigil::mnist::count_dir(&args.data).map_err(err)?;
+    let total = vigil_datasets::mnist::count_dir(&args.data)?;
     let n = total.min(args.limit.unwrap_or(usize::MAX));
     let late = n / 10;
     let early = n - late;
@@ -65,36 +65,32 @@ pub fn mnist(db: &Datalayer, url: &str, args: &MnistArgs) -> Result<(), String> 
         "- stored {stored} digits as PNG documents in {:.2} s",
         start.elapsed().as_secs_f64()
     );
-    let mnist = db.collection("mnist").map_err(err)?;
-    mnist.create_index("_fold").map_err(err)?;
+    let mnist = db.collection("mnist")?;
+    mnist.create_index("_fold")?;
 
     // 2. Documents come back as they went in; the image is written back out as a PNG.
     let first = mnist
-        .find_one(json!({}))
-        .map_err(err)?
-        .ok_or("the collection is empty: no digits were read")?;
+        .find_one(json!({}))?
+        .ok_or_else(|| CliError::Usage("the collection is empty: no digits were read".into()))?;
     let digit_png = args.out.join("first-digit.png");
     save_image(&first, &digit_png)?;
     println!("- find_one: {}", render::document(&first, &db.codecs()));
 
     // 3. LeNet5 with its preprocess (decode, pad to 32x32, normalise) and postprocess (argmax).
-    let mut model = PipelineModel::network("lenet5", lenet5(10), 42)
-        .map_err(err)?
+    let mut model = PipelineModel::network("lenet5", lenet5(10), 42)?
         .preprocess(mnist_preprocess())
         .postprocess(Postprocess::Argmax);
-    let version = db.add_model(&mut model).map_err(err)?;
+    let version = db.add_model(&mut model)?;
     let sample: Vec<vigil::Document> = mnist
         .find(json!({}))
         .limit(10)
-        .run()
-        .map_err(err)?
-        .collect::<vigil::Result<_>>()
-        .map_err(err)?;
+        .run()?
+        .collect::<vigil::Result<_>>()?;
     let images: Vec<vigil::Value> = sample
         .iter()
         .filter_map(|d| d.get("img").cloned())
         .collect();
-    let guesses = model.predict(&images).map_err(err)?;
+    let guesses = model.predict(&images)?;
     println!(
         "- added model `lenet5` version {version}; untrained, it predicts {} for classes {}",
         list(guesses.iter().map(|v| v.to_json())),
@@ -108,65 +104,54 @@ pub fn mnist(db: &Datalayer, url: &str, args: &MnistArgs) -> Result<(), String> 
 
     // 4. Fit on the train fold, validated on the valid fold with an accuracy metric, about a
     //    dozen times over the run so the curve has points to show.
-    let steps = mnist
-        .count(json!({"_fold": "train"}))
-        .map_err(err)?
-        .div_ceil(BATCH)
-        * args.epochs;
+    let steps = mnist.count(json!({"_fold": "train"}))?.div_ceil(BATCH) * args.epochs;
     let interval = (steps / 12).max(1);
     let trainer = TrainerConfig::new("my_configuration")
         .epochs(args.epochs)
         .batch_size(BATCH as usize)
         .validation_interval(interval)
         .seed(42);
-    let report = db
-        .fit(
-            &mut model,
-            FitOptions::new("img", "class", &mnist, json!({}), trainer)
-                .metric(Metric::accuracy("acc"))
-                .validation_set(Dataset::new("my_valid", "mnist", json!({"_fold": "valid"})))
-                .progress(true),
-        )
-        .map_err(err)?;
+    let (observer, bar) = progress::fit_bar();
+    let report = db.fit(
+        &mut model,
+        FitOptions::new("img", "class", &mnist, json!({}), trainer)
+            .metric(Metric::accuracy("acc"))
+            .validation_set(Dataset::new("my_valid", "mnist", json!({"_fold": "valid"})))
+            .on_progress(observer),
+    );
+    bar.finish();
+    let report = report?;
     println!(
         "- trained {} steps in {:.1} s",
         report.iterations, report.seconds
     );
 
     // 5. The stored model carries its metric values: plot the validation accuracy.
-    let model = db.load_model("lenet5", None).map_err(err)?;
+    let model = db.load_model("lenet5", None)?;
     let acc = model
         .metric_values()
         .get("my_valid/acc")
         .cloned()
         .unwrap_or_default();
     let plot_png = args.out.join("my_valid-acc.png");
-    vigil::plot::curves(
+    vigil_datasets::plot::curves(
         "LeNet5 on MNIST: my_valid/acc",
         &format!("validation (every {interval} steps of {BATCH} digits)"),
         &[("my_valid/acc", &acc)],
         &plot_png,
         (800, 480),
-    )
-    .map_err(err)?;
+    )?;
 
     // 6. Switch the listener on: backfill every stored digit.
     let start = Instant::now();
-    let on = db
-        .listen("mnist", "img", "lenet5", json!({}))
-        .map_err(err)?;
-    let bar = progress(on.backfill.total, "predicting stored digits");
-    let mut worker = db.worker(WorkerOptions::new()).map_err(err)?;
-    while let Some(applied) = worker.run_once().map_err(err)? {
-        bar.inc(applied.finished());
-    }
+    let on = db.listen("mnist", "img", "lenet5", json!({}))?;
+    let bar = progress::bar(on.backfill.total, "predicting stored digits");
+    db.worker(WorkerOptions::new())?
+        .drain_with(&mut |done| bar.set_position(done.finished()))?;
     bar.finish_and_clear();
     let backfill_seconds = start.elapsed().as_secs_f64();
-    println!(
-        "- listeners: {}",
-        db.show(vigil::LISTENER).map_err(err)?.join(", ")
-    );
-    if let Some(doc) = mnist.find_one(json!({"_fold": "valid"})).map_err(err)? {
+    println!("- listeners: {}", db.show(vigil::LISTENER)?.join(", "));
+    if let Some(doc) = mnist.find_one(json!({"_fold": "valid"}))? {
         println!(
             "- a valid document now: {}",
             render::document(&doc, &db.codecs())
@@ -174,22 +159,19 @@ pub fn mnist(db: &Datalayer, url: &str, args: &MnistArgs) -> Result<(), String> 
     }
 
     // 7. The remaining digits arrive, marked `update: true`; the listener predicts them.
-    let late_docs: Vec<vigil::Document> = vigil::mnist::read_dir(&args.data)
-        .map_err(err)?
+    let late_docs: Vec<vigil::Document> = vigil_datasets::mnist::read_dir(&args.data)?
         .skip(early)
         .take(late)
         .map(|d| {
             d.and_then(|d| d.to_document())
                 .map(|d| d.with("update", true))
         })
-        .collect::<vigil::Result<_>>()
-        .map_err(err)?;
-    mnist.insert_many(late_docs).map_err(err)?;
-    db.process_pending().map_err(err)?;
-    let late_predicted = mnist
-        .count(json!({"update": true, "_outputs.img.lenet5": {"$exists": true}}))
-        .map_err(err)?;
-    if let Some(doc) = mnist.find_one(json!({"update": true})).map_err(err)? {
+        .collect::<vigil::Result<_>>()?;
+    mnist.insert_many(late_docs)?;
+    db.process_pending()?;
+    let late_predicted =
+        mnist.count(json!({"update": true, "_outputs.img.lenet5": {"$exists": true}}))?;
+    if let Some(doc) = mnist.find_one(json!({"update": true}))? {
         println!(
             "- a late insert's _outputs: {}",
             doc.get("_outputs").map(|o| o.to_json()).unwrap_or_default()
@@ -215,14 +197,15 @@ fn list(items: impl Iterator<Item = serde_json::Value>) -> String {
     items.map(|v| v.to_string()).collect::<Vec<_>>().join(" ")
 }
 
-fn save_image(doc: &vigil::Document, path: &Path) -> Result<(), String> {
+fn save_image(doc: &vigil::Document, path: &Path) -> CliResult {
     let img = doc
         .get("img")
-        .ok_or("the document has no img")?
-        .to_image()
-        .map_err(err)?;
-    img.save(path)
-        .map_err(|e| format!("writing {}: {e}", path.display()))
+        .ok_or_else(|| CliError::Usage("the document has no img".into()))?
+        .to_image()?;
+    img.save(path).map_err(|e| CliError::Other {
+        what: format!("writing {}", path.display()),
+        source: Box::new(e),
+    })
 }
 
 fn print_summary(s: &Summary) {

@@ -1,0 +1,191 @@
+//! What the SQL backends (SQLite, PostgreSQL) share above their dialects: the decisions of an
+//! update or replace over the storage format of [`crate::stored`] (read, change, check, write
+//! back, in one transaction), the statement skeletons over its `seq` column, the boolean
+//! structure of a compiled filter, and the checks `create_index` and listeners make. Each
+//! backend supplies only its statements and its own SQL for a field's condition.
+
+use crate::filter::Condition;
+use crate::names::FieldPath;
+use crate::{stored, Document, Error, Filter, Result, UpdateOutcome, Update, OUTPUTS_FIELD};
+
+/// A collection's rows, inside one write transaction, addressed by `seq`.
+pub trait RowStore {
+    /// The `seq`s of the matching rows, ascending (the first only unless `many`), locked
+    /// for this transaction where the database locks rows.
+    fn matching(&mut self, filter: &Filter, many: bool) -> Result<Vec<i64>>;
+    /// The document in a row.
+    fn load(&mut self, seq: i64) -> Result<Document>;
+    /// Writes a document back into its row.
+    fn store(&mut self, seq: i64, doc: &Document) -> Result<()>;
+}
+
+/// Applies `update` to the first (`many == false`) or every matching row: each document is
+/// read, changed, checked and written back only when it changed.
+pub fn update_rows(
+    rows: &mut dyn RowStore,
+    filter: &Filter,
+    update: &Update,
+    many: bool,
+) -> Result<UpdateOutcome> {
+    let mut outcome = UpdateOutcome::default();
+    for seq in rows.matching(filter, many)? {
+        let old = rows.load(seq)?;
+        let new = update.apply(&old)?;
+        outcome.matched += 1;
+        if new != old {
+            stored::check_document(&new, None, None)?;
+            rows.store(seq, &new)?;
+            outcome.modified += 1;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Replaces the first matching document, keeping its `_id` (see [`stored::replacement`]).
+pub fn replace_row(
+    rows: &mut dyn RowStore,
+    filter: &Filter,
+    replacement: &Document,
+) -> Result<UpdateOutcome> {
+    let Some(&seq) = rows.matching(filter, false)?.first() else {
+        return Ok(UpdateOutcome::default());
+    };
+    let old = rows.load(seq)?;
+    let new = stored::replacement(&old, replacement)?;
+    let modified = u64::from(new != old);
+    if modified == 1 {
+        rows.store(seq, &new)?;
+    }
+    Ok(UpdateOutcome {
+        matched: 1,
+        modified,
+    })
+}
+
+/// The start of a statement selecting matching `seq`s from `table`; the filter follows, then
+/// [`match_order`].
+pub fn match_statement(table: &str) -> String {
+    format!("SELECT seq FROM {table} WHERE ")
+}
+
+/// What follows the filter of [`match_statement`]: insertion order, the first row unless
+/// `many`.
+pub fn match_order(many: bool) -> &'static str {
+    if many {
+        " ORDER BY seq"
+    } else {
+        " ORDER BY seq LIMIT 1"
+    }
+}
+
+/// The start and end of a statement deleting the first (`many == false`) or every matching
+/// row of `table`; the filter goes between.
+pub fn delete_statement(table: &str, many: bool) -> (String, &'static str) {
+    if many {
+        (format!("DELETE FROM {table} WHERE "), "")
+    } else {
+        (
+            format!("DELETE FROM {table} WHERE seq IN (SELECT seq FROM {table} WHERE "),
+            " ORDER BY seq LIMIT 1)",
+        )
+    }
+}
+
+/// Whether `create_index(path)` has an index to build: not for `_id` (its unique constraint
+/// is one); an error for outputs, which live in their own, already indexed table.
+pub fn index_needed(path: &FieldPath) -> Result<bool> {
+    if path.is_id() {
+        return Ok(false);
+    }
+    if path.segments()[0] == OUTPUTS_FIELD {
+        return Err(Error::InvalidQuery {
+            part: "index",
+            path: path.dotted(),
+            reason: "outputs live in vigil_outputs, already indexed by listener and document"
+                .into(),
+        });
+    }
+    Ok(true)
+}
+
+/// Whether a filter reads listener outputs (and so must be compiled knowing the listeners).
+pub fn reads_outputs(filter: &Filter) -> bool {
+    filter
+        .paths()
+        .iter()
+        .any(|p| p.segments()[0] == OUTPUTS_FIELD)
+}
+
+/// A dialect's writer of compiled filters. [`write_filter`] writes the boolean structure;
+/// the writer writes each field's condition.
+pub trait FilterWriter {
+    /// SQL that is always true.
+    const TRUE: &'static str;
+    /// SQL that is always false.
+    const FALSE: &'static str;
+    /// Closes a negation opened with `(NOT COALESCE(`: a NULL operand counts as no match.
+    const NOT_CLOSE: &'static str;
+    /// Appends text.
+    fn push(&mut self, text: &str);
+    /// Appends the SQL of one condition on one path.
+    fn condition(&mut self, path: &FieldPath, condition: &Condition);
+}
+
+/// Appends a filter's SQL. Its truth value is true, or false/NULL for "no match": NULL only
+/// arises from a missing field inside a positive condition, and every negation wraps its
+/// operand in `COALESCE(…, false)` first, so NULL always means "no match".
+pub fn write_filter<W: FilterWriter>(f: &Filter, out: &mut W) {
+    match f {
+        Filter::And(parts) if parts.is_empty() => out.push(W::TRUE),
+        Filter::Or(parts) if parts.is_empty() => out.push(W::FALSE),
+        Filter::And(parts) | Filter::Or(parts) => {
+            let joiner = if matches!(f, Filter::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            out.push("(");
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    out.push(joiner);
+                }
+                write_filter(p, out);
+            }
+            out.push(")");
+        }
+        Filter::Not(inner) => {
+            out.push("(NOT COALESCE(");
+            write_filter(inner, out);
+            out.push(W::NOT_CLOSE);
+        }
+        Filter::Field { path, condition } => out.condition(path, condition),
+    }
+}
+
+/// The error for a chained listener whose upstream is not installed.
+pub fn missing_upstream(upstream: &str) -> Error {
+    Error::NotFound {
+        kind: "listener".into(),
+        identifier: upstream.into(),
+        version: None,
+    }
+}
+
+/// The error for removing a listener another one reads.
+pub fn listener_in_use(name: &str, downstream: &str) -> Error {
+    Error::InvalidQuery {
+        part: "listener",
+        path: name.into(),
+        reason: format!("listener `{downstream}` reads its outputs; remove that one first"),
+    }
+}
+
+/// The stored form of a listener's output for a document: `{"_id": id, "v": value}` in the
+/// storage format, so outputs hold images and tensors as documents do.
+pub fn encode_output(doc_id: &crate::Value, value: &crate::Value) -> Result<stored::StoredDocument> {
+    stored::encode(
+        &Document::new()
+            .with(crate::ID_FIELD, doc_id.clone())
+            .with("v", value.clone()),
+    )
+}

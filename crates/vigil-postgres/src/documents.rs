@@ -1,0 +1,392 @@
+//! Collections as tables `"<name>" (seq BIGSERIAL PRIMARY KEY, id TEXT UNIQUE NOT NULL, doc
+//! JSON NOT NULL, blobs BYTEA)`: inserts, finds, counts, updates, deletes and expression
+//! indexes.
+
+use postgres::error::SqlState;
+use vigil_core::backend::content_hash;
+use vigil_core::{
+    stored, Document, DocumentSource, DocumentStream, Documents, Error, FieldPath, Filter,
+    FindQuery, Result, Update, UpdateOutcome, Value, ID_FIELD,
+};
+
+use crate::pool::pg_err;
+use crate::sql::{self, table, Param, Scope, Sql};
+use crate::{cursor, queue, PostgresBackend};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS vigil_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO vigil_meta (key, value) VALUES ('format', '1') ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS vigil_collections (
+    name TEXT PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS vigil_indexes (
+    collection TEXT NOT NULL,
+    path TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (collection, path)
+);
+";
+
+pub(crate) fn is_missing_table(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNDEFINED_TABLE)
+}
+
+/// The scope a filter on `collection` compiles in: listeners are looked up only when the
+/// filter reads `_outputs` or the caller wants outputs attached.
+fn scope_for(
+    client: &mut impl postgres::GenericClient,
+    collection: &str,
+    filter: &Filter,
+    attach_outputs: bool,
+) -> Result<Scope> {
+    let reads_outputs = filter
+        .paths()
+        .iter()
+        .any(|p| p.segments()[0] == vigil_core::OUTPUTS_FIELD);
+    if attach_outputs || reads_outputs {
+        queue::scope(client, collection)
+    } else {
+        Ok(Scope {
+            table: table(collection),
+            outputs: Vec::new(),
+        })
+    }
+}
+
+pub(crate) fn create_table(tx: &mut postgres::Transaction<'_>, collection: &str) -> Result<()> {
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc JSON NOT NULL, blobs BYTEA);",
+        table(collection)
+    ))
+    .map_err(pg_err(format!("creating collection `{collection}`")))?;
+    tx.execute(
+        "INSERT INTO vigil_collections (name) VALUES ($1) ON CONFLICT DO NOTHING",
+        &[&collection],
+    )
+    .map_err(pg_err("registering a collection"))?;
+    Ok(())
+}
+
+/// The JSON text of an `_id` (a string or an integer).
+pub(crate) fn id_json(id: &Value) -> Result<String> {
+    match id {
+        Value::Int(_) | Value::String(_) => Ok(id.to_json().to_string()),
+        other => Err(Error::InvalidDocument {
+            location: vigil_core::Location::path(ID_FIELD),
+            reason: format!("_id must be a string or an integer, found {}", other.kind()),
+        }),
+    }
+}
+
+pub(crate) fn read_id(json: &str, collection: &str) -> Result<Value> {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::String(s)) => Ok(Value::String(s)),
+        Ok(serde_json::Value::Number(n)) if n.is_i64() => Ok(Value::Int(n.as_i64().unwrap_or(0))),
+        _ => Err(Error::Corrupt {
+            collection: collection.into(),
+            reason: format!("an _id that is neither a string nor an integer: {json}"),
+        }),
+    }
+}
+
+impl PostgresBackend {
+    fn matching(
+        tx: &mut postgres::Transaction<'_>,
+        collection: &str,
+        filter: &Filter,
+        many: bool,
+    ) -> Result<Vec<i64>> {
+        let scope = scope_for(tx, collection, filter, false)?;
+        let mut s = Sql::with_filter(
+            format!("SELECT seq FROM {} WHERE ", table(collection)),
+            filter,
+            &scope,
+        );
+        s.push(if many {
+            " ORDER BY seq FOR UPDATE"
+        } else {
+            " ORDER BY seq LIMIT 1 FOR UPDATE"
+        });
+        if !Self::table_exists(tx, collection)? {
+            return Ok(Vec::new());
+        }
+        let rows = tx
+            .query(&s.text, &s.params())
+            .map_err(pg_err("matching documents"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn table_exists(tx: &mut postgres::Transaction<'_>, collection: &str) -> Result<bool> {
+        let row = tx
+            .query_opt(
+                "SELECT 1 FROM vigil_collections WHERE name = $1",
+                &[&collection],
+            )
+            .map_err(pg_err("looking up a collection"))?;
+        Ok(row.is_some())
+    }
+
+    fn load(tx: &mut postgres::Transaction<'_>, collection: &str, seq: i64) -> Result<Document> {
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT id::text, doc::text, blobs FROM {} WHERE seq = $1",
+                    table(collection)
+                ),
+                &[&seq],
+            )
+            .map_err(pg_err("loading a document"))?;
+        cursor::read_row(&row, collection, None)
+    }
+
+    fn store(
+        tx: &mut postgres::Transaction<'_>,
+        collection: &str,
+        seq: i64,
+        doc: &Document,
+    ) -> Result<()> {
+        let stored = stored::encode(doc)?;
+        let blobs = (!stored.blobs.is_empty()).then_some(stored.blobs);
+        tx.execute(
+            &format!(
+                "UPDATE {} SET doc = $1::text::json, blobs = $2 WHERE seq = $3",
+                table(collection)
+            ),
+            &[&stored.json, &blobs, &seq],
+        )
+        .map_err(pg_err("writing a document"))?;
+        Ok(())
+    }
+}
+
+impl Documents for PostgresBackend {
+    fn list_collections(&self) -> Result<Vec<String>> {
+        let mut conn = self.pool.get()?;
+        let rows = conn
+            .query(
+                "SELECT name FROM vigil_collections ORDER BY name COLLATE \"C\"",
+                &[],
+            )
+            .map_err(pg_err("listing collections"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn drop_collection(&self, collection: &str) -> Result<bool> {
+        self.pool.write("dropping a collection", |tx| {
+            let existed = tx
+                .execute(
+                    "DELETE FROM vigil_collections WHERE name = $1",
+                    &[&collection],
+                )
+                .map_err(pg_err("unregistering a collection"))?
+                > 0;
+            tx.execute(
+                "DELETE FROM vigil_indexes WHERE collection = $1",
+                &[&collection],
+            )
+            .map_err(pg_err("unregistering indexes"))?;
+            queue::drop_listeners_of(tx, collection)?;
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", table(collection)))
+                .map_err(pg_err(format!("dropping `{collection}`")))?;
+            Ok(existed)
+        })
+    }
+
+    fn insert(&self, collection: &str, docs: DocumentSource<'_>) -> Result<()> {
+        self.pool.write("an insert", |tx| {
+            create_table(tx, collection)?;
+            let stmt = tx
+                .prepare(&format!(
+                    "INSERT INTO {} (id, doc, blobs) VALUES ($1::text, $2::text::json, $3)",
+                    table(collection)
+                ))
+                .map_err(pg_err("preparing an insert"))?;
+            for doc in docs {
+                let row = stored::encode(&doc?)?;
+                let id = id_json(&row.id)?;
+                let blobs = (!row.blobs.is_empty()).then_some(row.blobs);
+                match tx.execute(&stmt, &[&id, &row.json, &blobs]) {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                        return Err(Error::DuplicateId {
+                            collection: collection.into(),
+                            id,
+                        })
+                    }
+                    Err(e) => return Err(pg_err("inserting a document")(e)),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn find(&self, collection: &str, query: &FindQuery) -> Result<DocumentStream> {
+        let mut conn = self.pool.get()?;
+        let scope = scope_for(&mut *conn, collection, &query.filter, true)?;
+        let outputs = scope
+            .outputs_column()
+            .map(|c| format!(", {c}"))
+            .unwrap_or_default();
+        let names = (!scope.outputs.is_empty()).then(|| scope.names());
+        let mut s = Sql::with_filter(
+            format!(
+                "SELECT id::text, doc::text, blobs{outputs} FROM {} WHERE ",
+                table(collection)
+            ),
+            &query.filter,
+            &scope,
+        );
+        sql::order_by(&query.sort, &scope, &mut s);
+        if let Some(limit) = query.limit {
+            s.push(" LIMIT ");
+            s.bind(Param::Int(limit.min(i64::MAX as u64) as i64), "::bigint");
+        }
+        s.push(" OFFSET ");
+        s.bind(
+            Param::Int(query.skip.min(i64::MAX as u64) as i64),
+            "::bigint",
+        );
+        Ok(cursor::stream(
+            conn,
+            s,
+            collection.to_string(),
+            query.projection.clone(),
+            names,
+        ))
+    }
+
+    fn count(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        let mut conn = self.pool.get()?;
+        let scope = scope_for(&mut *conn, collection, filter, false)?;
+        let s = Sql::with_filter(
+            format!("SELECT count(*) FROM {} WHERE ", table(collection)),
+            filter,
+            &scope,
+        );
+        match conn.query_one(&s.text, &s.params()) {
+            Ok(row) => Ok(row.get::<_, i64>(0) as u64),
+            Err(e) if is_missing_table(&e) => Ok(0),
+            Err(e) => Err(pg_err("counting")(e)),
+        }
+    }
+
+    fn update(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &Update,
+        many: bool,
+    ) -> Result<UpdateOutcome> {
+        self.pool.write("an update", |tx| {
+            let seqs = Self::matching(tx, collection, filter, many)?;
+            let mut outcome = UpdateOutcome::default();
+            for seq in seqs {
+                let old = Self::load(tx, collection, seq)?;
+                let new = update.apply(&old)?;
+                outcome.matched += 1;
+                if new != old {
+                    stored::check_document(&new, None, None)?;
+                    Self::store(tx, collection, seq, &new)?;
+                    outcome.modified += 1;
+                }
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn replace_one(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        replacement: &Document,
+    ) -> Result<UpdateOutcome> {
+        self.pool.write("a replace", |tx| {
+            let Some(&seq) = Self::matching(tx, collection, filter, false)?.first() else {
+                return Ok(UpdateOutcome::default());
+            };
+            let old = Self::load(tx, collection, seq)?;
+            let new = stored::replacement(&old, replacement)?;
+            let modified = u64::from(new != old);
+            if modified == 1 {
+                Self::store(tx, collection, seq, &new)?;
+            }
+            Ok(UpdateOutcome {
+                matched: 1,
+                modified,
+            })
+        })
+    }
+
+    fn delete(&self, collection: &str, filter: &Filter, many: bool) -> Result<u64> {
+        self.pool.write("a delete", |tx| {
+            if !Self::table_exists(tx, collection)? {
+                return Ok(0);
+            }
+            let t = table(collection);
+            let scope = scope_for(tx, collection, filter, false)?;
+            let s = if many {
+                Sql::with_filter(format!("DELETE FROM {t} WHERE "), filter, &scope)
+            } else {
+                let mut s = Sql::with_filter(
+                    format!("DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} WHERE "),
+                    filter,
+                    &scope,
+                );
+                s.push(" ORDER BY seq LIMIT 1)");
+                s
+            };
+            tx.execute(&s.text, &s.params()).map_err(pg_err("deleting"))
+        })
+    }
+
+    fn create_index(&self, collection: &str, path: &FieldPath) -> Result<()> {
+        if path.is_id() {
+            return Ok(()); // the UNIQUE constraint already indexes it
+        }
+        if path.segments()[0] == vigil_core::OUTPUTS_FIELD {
+            return Err(Error::InvalidQuery {
+                part: "index",
+                path: path.dotted(),
+                reason: "outputs live in vigil_outputs, already indexed by listener and document"
+                    .into(),
+            });
+        }
+        // PostgreSQL truncates names past 63 bytes, so an index is named by a hash and the
+        // (collection, path) it serves is recorded beside it.
+        let name = format!(
+            "vigil_ix_{}",
+            &content_hash(format!("{}\u{0}{collection}\u{0}{path}", self.pool.schema).as_bytes())
+                [..24]
+        );
+        self.pool.write("creating an index", |tx| {
+            create_table(tx, collection)?;
+            let [numbers, text] = sql::index_expressions(path);
+            tx.batch_execute(&format!(
+                "CREATE INDEX IF NOT EXISTS \"{name}_n\" ON {t} (({numbers})); \
+                 CREATE INDEX IF NOT EXISTS \"{name}_t\" ON {t} (({text}));",
+                t = table(collection),
+            ))
+            .map_err(pg_err(format!("indexing `{path}` of `{collection}`")))?;
+            tx.execute(
+                "INSERT INTO vigil_indexes (collection, path, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&collection, &path.dotted(), &name],
+            )
+            .map_err(pg_err("recording an index"))?;
+            Ok(())
+        })
+    }
+
+    fn list_indexes(&self, collection: &str) -> Result<Vec<FieldPath>> {
+        let mut conn = self.pool.get()?;
+        let rows = conn
+            .query(
+                "SELECT path FROM vigil_indexes WHERE collection = $1 ORDER BY path COLLATE \"C\"",
+                &[&collection],
+            )
+            .map_err(pg_err("listing indexes"))?;
+        rows.iter()
+            .map(|r| FieldPath::parse(r.get::<_, &str>(0)))
+            .collect()
+    }
+}
