@@ -257,4 +257,3 @@ pub struct Validation<'a> {
     /// Its data.
     pub data: &'a mut dyn DataSource,
 }
-

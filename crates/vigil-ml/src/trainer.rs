@@ -215,7 +215,13 @@ impl<'a> Trainer<'a> {
             ));
         }
         let x = batch_tensor(data, xs.len(), [shape[0], shape[1], shape[2]], device);
-        let y = targets_tensor(self.config.objective, ys, self.outputs, device, &self.model_id)?;
+        let y = targets_tensor(
+            self.config.objective,
+            ys,
+            self.outputs,
+            device,
+            &self.model_id,
+        )?;
         Ok((x, y))
     }
 
@@ -224,12 +230,15 @@ impl<'a> Trainer<'a> {
         self.iteration += 1;
         self.since_validation.0 += loss;
         self.since_validation.1 += 1;
-        self.iteration.is_multiple_of(self.config.validation_interval)
+        self.iteration
+            .is_multiple_of(self.config.validation_interval)
     }
 
     /// Whether the step limit is reached.
     fn at_limit(&self) -> bool {
-        self.config.max_iterations.is_some_and(|m| self.iteration >= m)
+        self.config
+            .max_iterations
+            .is_some_and(|m| self.iteration >= m)
     }
 
     /// Runs every validation set through `net`, records the values (and the training

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::types::ToSql;
+use vigil_core::backend::sql::encode_output;
 use vigil_core::listen::{
-    apply_batch, now, Applied, Claim, Completion, JobRecord, NewFailure, NewOutput, QueueEntry,
-    QueueTx, Retry, RetryPolicy, WorkItem,
+    apply_batch, now, Applied, Claim, Completion, JobRecord, Keyed, NewFailure, NewOutput,
+    QueueEntry, QueueTx, Retry, RetryPolicy, WorkItem,
 };
-use vigil_core::{stored, Document, Error, Result, ID_FIELD};
+use vigil_core::{Error, Result};
 
 use crate::documents::{id_json, read_id};
 use crate::jobs::store_job;
@@ -202,11 +203,7 @@ impl QueueTx for PgApply<'_, '_> {
         let rows = outputs
             .iter()
             .map(|o| {
-                let stored = stored::encode(
-                    &Document::new()
-                        .with(ID_FIELD, o.item.doc_id.clone())
-                        .with("v", o.value.clone()),
-                )?;
+                let stored = encode_output(&o.item.doc_id, o.value)?;
                 let blobs = (!stored.blobs.is_empty()).then_some(stored.blobs);
                 let extra: Vec<Box<dyn ToSql + Sync>> = vec![
                     Box::new(o.model_version as i32),
@@ -227,18 +224,12 @@ impl QueueTx for PgApply<'_, '_> {
         )
     }
 
-    fn remove_outputs(&mut self, items: &[&WorkItem]) -> Result<()> {
-        self.keys(
-            "DELETE FROM vigil_outputs WHERE listener = $1 AND doc_id = $2::text",
-            items,
-        )
-    }
-
-    fn clear_failures(&mut self, items: &[&WorkItem]) -> Result<()> {
-        self.keys(
-            "DELETE FROM vigil_errors WHERE listener = $1 AND doc_id = $2::text",
-            items,
-        )
+    fn delete(&mut self, rows: Keyed, items: &[&WorkItem]) -> Result<()> {
+        let sql = format!(
+            "DELETE FROM {} WHERE listener = $1 AND doc_id = $2::text",
+            rows.table()
+        );
+        self.keys(&sql, items)
     }
 
     fn record_failures(&mut self, failures: &[NewFailure<'_>], at: f64) -> Result<()> {
@@ -256,13 +247,6 @@ impl QueueTx for PgApply<'_, '_> {
                 ];
                 (f.item, extra)
             }),
-        )
-    }
-
-    fn dequeue(&mut self, items: &[&WorkItem]) -> Result<()> {
-        self.keys(
-            "DELETE FROM vigil_queue WHERE listener = $1 AND doc_id = $2::text",
-            items,
         )
     }
 

@@ -9,6 +9,11 @@ use vigil_core::{
     FindQuery, Result, Update, UpdateOutcome, Value, ID_FIELD,
 };
 
+use vigil_core::backend::sql::{
+    delete_statement, index_needed, match_order, match_statement, reads_outputs, replace_row,
+    update_rows, RowStore,
+};
+
 use crate::pool::pg_err;
 use crate::sql::{self, table, Param, Scope, Sql};
 use crate::{cursor, queue, PostgresBackend};
@@ -40,17 +45,10 @@ fn scope_for(
     filter: &Filter,
     attach_outputs: bool,
 ) -> Result<Scope> {
-    let reads_outputs = filter
-        .paths()
-        .iter()
-        .any(|p| p.segments()[0] == vigil_core::OUTPUTS_FIELD);
-    if attach_outputs || reads_outputs {
+    if attach_outputs || reads_outputs(filter) {
         queue::scope(client, collection)
     } else {
-        Ok(Scope {
-            table: table(collection),
-            outputs: Vec::new(),
-        })
+        Ok(Scope::plain(table(collection)))
     }
 }
 
@@ -90,72 +88,66 @@ pub(crate) fn read_id(json: &str, collection: &str) -> Result<Value> {
     }
 }
 
-impl PostgresBackend {
-    fn matching(
-        tx: &mut postgres::Transaction<'_>,
-        collection: &str,
-        filter: &Filter,
-        many: bool,
-    ) -> Result<Vec<i64>> {
-        let scope = scope_for(tx, collection, filter, false)?;
-        let mut s = Sql::with_filter(
-            format!("SELECT seq FROM {} WHERE ", table(collection)),
-            filter,
-            &scope,
-        );
-        s.push(if many {
-            " ORDER BY seq FOR UPDATE"
-        } else {
-            " ORDER BY seq LIMIT 1 FOR UPDATE"
-        });
-        if !Self::table_exists(tx, collection)? {
+/// Whether a collection's table exists (a missing one reads as empty).
+fn table_exists(tx: &mut postgres::Transaction<'_>, collection: &str) -> Result<bool> {
+    let row = tx
+        .query_opt(
+            "SELECT 1 FROM vigil_collections WHERE name = $1",
+            &[&collection],
+        )
+        .map_err(pg_err("looking up a collection"))?;
+    Ok(row.is_some())
+}
+
+/// A collection's rows inside a write transaction, for updates and replaces.
+struct Rows<'a, 't> {
+    tx: &'a mut postgres::Transaction<'t>,
+    collection: &'a str,
+}
+
+impl RowStore for Rows<'_, '_> {
+    fn matching(&mut self, filter: &Filter, many: bool) -> Result<Vec<i64>> {
+        let scope = scope_for(self.tx, self.collection, filter, false)?;
+        let mut s = Sql::with_filter(match_statement(&table(self.collection)), filter, &scope);
+        s.push(match_order(many));
+        // Rows to change are locked until the transaction ends.
+        s.push(" FOR UPDATE");
+        if !table_exists(self.tx, self.collection)? {
             return Ok(Vec::new());
         }
-        let rows = tx
+        let rows = self
+            .tx
             .query(&s.text, &s.params())
             .map_err(pg_err("matching documents"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    fn table_exists(tx: &mut postgres::Transaction<'_>, collection: &str) -> Result<bool> {
-        let row = tx
-            .query_opt(
-                "SELECT 1 FROM vigil_collections WHERE name = $1",
-                &[&collection],
-            )
-            .map_err(pg_err("looking up a collection"))?;
-        Ok(row.is_some())
-    }
-
-    fn load(tx: &mut postgres::Transaction<'_>, collection: &str, seq: i64) -> Result<Document> {
-        let row = tx
+    fn load(&mut self, seq: i64) -> Result<Document> {
+        let row = self
+            .tx
             .query_one(
                 &format!(
                     "SELECT id::text, doc::text, blobs FROM {} WHERE seq = $1",
-                    table(collection)
+                    table(self.collection)
                 ),
                 &[&seq],
             )
             .map_err(pg_err("loading a document"))?;
-        cursor::read_row(&row, collection, None)
+        cursor::read_row(&row, self.collection, None)
     }
 
-    fn store(
-        tx: &mut postgres::Transaction<'_>,
-        collection: &str,
-        seq: i64,
-        doc: &Document,
-    ) -> Result<()> {
+    fn store(&mut self, seq: i64, doc: &Document) -> Result<()> {
         let stored = stored::encode(doc)?;
         let blobs = (!stored.blobs.is_empty()).then_some(stored.blobs);
-        tx.execute(
-            &format!(
-                "UPDATE {} SET doc = $1::text::json, blobs = $2 WHERE seq = $3",
-                table(collection)
-            ),
-            &[&stored.json, &blobs, &seq],
-        )
-        .map_err(pg_err("writing a document"))?;
+        self.tx
+            .execute(
+                &format!(
+                    "UPDATE {} SET doc = $1::text::json, blobs = $2 WHERE seq = $3",
+                    table(self.collection)
+                ),
+                &[&stored.json, &blobs, &seq],
+            )
+            .map_err(pg_err("writing a document"))?;
         Ok(())
     }
 }
@@ -224,8 +216,7 @@ impl Documents for PostgresBackend {
     fn find(&self, collection: &str, query: &FindQuery) -> Result<DocumentStream> {
         let mut conn = self.pool.get()?;
         let scope = scope_for(&mut *conn, collection, &query.filter, true)?;
-        let outputs = scope
-            .outputs_column()
+        let outputs = sql::outputs_column(&scope)
             .map(|c| format!(", {c}"))
             .unwrap_or_default();
         let names = (!scope.outputs.is_empty()).then(|| scope.names());
@@ -279,19 +270,7 @@ impl Documents for PostgresBackend {
         many: bool,
     ) -> Result<UpdateOutcome> {
         self.pool.write("an update", |tx| {
-            let seqs = Self::matching(tx, collection, filter, many)?;
-            let mut outcome = UpdateOutcome::default();
-            for seq in seqs {
-                let old = Self::load(tx, collection, seq)?;
-                let new = update.apply(&old)?;
-                outcome.matched += 1;
-                if new != old {
-                    stored::check_document(&new, None, None)?;
-                    Self::store(tx, collection, seq, &new)?;
-                    outcome.modified += 1;
-                }
-            }
-            Ok(outcome)
+            update_rows(&mut Rows { tx, collection }, filter, update, many)
         })
     }
 
@@ -302,55 +281,26 @@ impl Documents for PostgresBackend {
         replacement: &Document,
     ) -> Result<UpdateOutcome> {
         self.pool.write("a replace", |tx| {
-            let Some(&seq) = Self::matching(tx, collection, filter, false)?.first() else {
-                return Ok(UpdateOutcome::default());
-            };
-            let old = Self::load(tx, collection, seq)?;
-            let new = stored::replacement(&old, replacement)?;
-            let modified = u64::from(new != old);
-            if modified == 1 {
-                Self::store(tx, collection, seq, &new)?;
-            }
-            Ok(UpdateOutcome {
-                matched: 1,
-                modified,
-            })
+            replace_row(&mut Rows { tx, collection }, filter, replacement)
         })
     }
 
     fn delete(&self, collection: &str, filter: &Filter, many: bool) -> Result<u64> {
         self.pool.write("a delete", |tx| {
-            if !Self::table_exists(tx, collection)? {
+            if !table_exists(tx, collection)? {
                 return Ok(0);
             }
-            let t = table(collection);
             let scope = scope_for(tx, collection, filter, false)?;
-            let s = if many {
-                Sql::with_filter(format!("DELETE FROM {t} WHERE "), filter, &scope)
-            } else {
-                let mut s = Sql::with_filter(
-                    format!("DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} WHERE "),
-                    filter,
-                    &scope,
-                );
-                s.push(" ORDER BY seq LIMIT 1)");
-                s
-            };
+            let (start, end) = delete_statement(&table(collection), many);
+            let mut s = Sql::with_filter(start, filter, &scope);
+            s.push(end);
             tx.execute(&s.text, &s.params()).map_err(pg_err("deleting"))
         })
     }
 
     fn create_index(&self, collection: &str, path: &FieldPath) -> Result<()> {
-        if path.is_id() {
-            return Ok(()); // the UNIQUE constraint already indexes it
-        }
-        if path.segments()[0] == vigil_core::OUTPUTS_FIELD {
-            return Err(Error::InvalidQuery {
-                part: "index",
-                path: path.dotted(),
-                reason: "outputs live in vigil_outputs, already indexed by listener and document"
-                    .into(),
-            });
+        if !index_needed(path)? {
+            return Ok(());
         }
         // PostgreSQL truncates names past 63 bytes, so an index is named by a hash and the
         // (collection, path) it serves is recorded beside it.

@@ -9,9 +9,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use vigil_core::backend::sql::{listener_in_use, missing_upstream};
 use vigil_core::backend::{OutputCount, OutputState};
 use vigil_core::listen::{Claim, FailureRecord, JobRecord, JobStatus, ListenerRecord};
-use vigil_core::{Error, Filter, Queue, Result, Value};
+use vigil_core::{Filter, Queue, Result, Value};
 
 use crate::documents::{create_table, id_json, read_id};
 use crate::jobs::store_job;
@@ -93,20 +94,12 @@ pub(crate) fn scope(client: &mut impl postgres::GenericClient, collection: &str)
             &[&collection],
         )
         .map_err(pg_err("reading listeners"))?;
-    let mut outputs = Vec::new();
+    let mut scope = Scope::plain(table(collection));
     for r in rows {
         let rec = ListenerRecord::from_stored(r.get(1))?;
-        outputs.push((
-            r.get::<_, i64>(0),
-            rec.output_segments(),
-            rec.key,
-            rec.model,
-        ));
+        scope.add_listener(r.get(0), rec.key, rec.model);
     }
-    Ok(Scope {
-        table: table(collection),
-        outputs,
-    })
+    Ok(scope)
 }
 
 /// Removes every listener of a collection, with its queue, outputs and errors.
@@ -160,11 +153,7 @@ impl Queue for PostgresBackend {
             tx.batch_execute(&enqueue_function(&schema))
                 .map_err(pg_err("creating the queue function"))?;
             let upstream = match &listener.upstream {
-                Some(up) => Some(listener_id(tx, up)?.ok_or_else(|| Error::NotFound {
-                    kind: "listener".into(),
-                    identifier: up.clone(),
-                    version: None,
-                })?),
+                Some(up) => Some(listener_id(tx, up)?.ok_or_else(|| missing_upstream(up))?),
                 None => None,
             };
             let id = match listener_id(tx, &listener.name)? {
@@ -260,11 +249,7 @@ impl Queue for PostgresBackend {
                 .map_err(pg_err("checking chained listeners"))?;
             if let Some(down) = downstream {
                 let down: String = down.get(0);
-                return Err(Error::InvalidQuery {
-                    part: "listener",
-                    path: name.into(),
-                    reason: format!("listener `{down}` reads its outputs; remove that one first"),
-                });
+                return Err(listener_in_use(name, &down));
             }
             remove_by_id(tx, id, &collection)?;
             Ok(true)

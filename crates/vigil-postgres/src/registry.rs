@@ -1,9 +1,6 @@
 //! Component records and content-addressed artifacts, in vigil's own tables.
 
-use vigil_core::backend::{
-    content_hash, group_versions, parse_component, verify_artifact, ComponentVersions,
-    StoredComponent,
-};
+use vigil_core::backend::{self, ComponentVersions, StoredComponent};
 use vigil_core::{Registry, Result};
 
 use crate::pool::pg_err;
@@ -27,7 +24,7 @@ CREATE TABLE IF NOT EXISTS vigil_components (
 
 impl Registry for PostgresBackend {
     fn put_artifact(&self, bytes: &[u8]) -> Result<String> {
-        let hash = content_hash(bytes);
+        let hash = backend::content_hash(bytes);
         self.pool.write("storing an artifact", |tx| {
             tx.execute(
                 "INSERT INTO vigil_artifacts (hash, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -47,7 +44,7 @@ impl Registry for PostgresBackend {
                 &[&hash],
             )
             .map_err(pg_err("reading an artifact"))?;
-        verify_artifact(hash, row.map(|r| r.get(0)))
+        backend::verify_artifact(hash, row.map(|r| r.get(0)))
     }
 
     fn put_component(
@@ -97,7 +94,7 @@ impl Registry for PostgresBackend {
             ),
         }
         .map_err(pg_err("reading a component"))?;
-        row.map(|r| parse_component(kind, identifier, r.get::<_, i32>(0) as u32, r.get(1)))
+        row.map(|r| backend::parse_component(kind, identifier, r.get::<_, i32>(0) as u32, r.get(1)))
             .transpose()
     }
 
@@ -109,7 +106,7 @@ impl Registry for PostgresBackend {
                 &[&kind],
             )
             .map_err(pg_err("listing components"))?;
-        Ok(group_versions(
+        Ok(backend::group_versions(
             rows.iter().map(|r| (r.get(0), r.get::<_, i32>(1) as u32)),
         ))
     }

@@ -5,8 +5,11 @@
 //! bound parameter, passed as text and cast in SQL.
 
 use serde_json::Value as Json;
+use vigil_core::backend::sql::{write_filter, FilterWriter};
 use vigil_core::filter::{Condition, Filter};
 use vigil_core::{Direction, FieldPath};
+
+pub(crate) use vigil_core::backend::sql::Scope;
 
 /// A bound parameter.
 #[derive(Debug, Clone)]
@@ -33,46 +36,18 @@ pub(crate) struct Sql {
     pub params: Vec<Param>,
 }
 
-/// What paths resolve against: the collection's table and the listeners whose outputs appear
-/// under `_outputs.<key>.<model>` (listener id, output segments).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Scope {
-    pub table: String,
-    /// Each listener's id, output segments (key segments, then the model), key and model.
-    pub outputs: Vec<(i64, Vec<String>, String, String)>,
-}
-
-impl Scope {
-    fn output<'p>(&self, path: &'p [String]) -> Option<(i64, &'p [String])> {
-        self.outputs
-            .iter()
-            .filter(|(_, segs, ..)| path.len() >= segs.len() && path[..segs.len()] == segs[..])
-            .max_by_key(|(_, segs, ..)| segs.len())
-            .map(|(id, segs, ..)| (*id, &path[segs.len()..]))
+/// SQL for the `_outputs` column of a row: `[listener id, doc, hex(blobs)]` triples as JSON
+/// text, or None without listeners.
+pub(crate) fn outputs_column(scope: &Scope) -> Option<String> {
+    if scope.outputs.is_empty() {
+        return None;
     }
-
-    /// SQL for the `_outputs` column of a row: `[listener id, doc, hex(blobs)]` triples as JSON
-    /// text, or None without listeners.
-    pub fn outputs_column(&self) -> Option<String> {
-        if self.outputs.is_empty() {
-            return None;
-        }
-        let ids: Vec<String> = self.outputs.iter().map(|(id, ..)| id.to_string()).collect();
-        Some(format!(
-            "(SELECT json_agg(json_build_array(o.listener, o.doc::text, encode(o.blobs, 'hex'))) FROM vigil_outputs o \
-             WHERE o.listener IN ({}) AND o.doc_id = {}.id)::text",
-            ids.join(","),
-            self.table
-        ))
-    }
-
-    /// Listener ids with the (key, model) their outputs appear under.
-    pub fn names(&self) -> std::collections::HashMap<i64, (String, String)> {
-        self.outputs
-            .iter()
-            .map(|(id, _, key, model)| (*id, (key.clone(), model.clone())))
-            .collect()
-    }
+    Some(format!(
+        "(SELECT json_agg(json_build_array(o.listener, o.doc::text, encode(o.blobs, 'hex'))) FROM vigil_outputs o \
+         WHERE o.listener IN ({}) AND o.doc_id = {}.id)::text",
+        scope.listener_ids(),
+        scope.table
+    ))
 }
 
 impl Sql {
@@ -218,100 +193,86 @@ fn id_lookup(condition: &Condition, out: &mut Sql) -> bool {
     }
 }
 
+/// A filter's SQL, written into `out` with the paths resolved against `scope`.
 pub(crate) fn filter(f: &Filter, scope: &Scope, out: &mut Sql) {
-    match f {
-        Filter::And(parts) | Filter::Or(parts) if parts.is_empty() => {
-            out.push(if matches!(f, Filter::And(_)) {
-                "TRUE"
-            } else {
-                "FALSE"
-            })
+    write_filter(f, scope, out);
+}
+
+/// Each condition's SQL; [`write_filter`] writes the boolean structure around them.
+impl FilterWriter for Sql {
+    const TRUE: &'static str = "TRUE";
+    const FALSE: &'static str = "FALSE";
+    const NOT_CLOSE: &'static str = ", FALSE))";
+
+    fn push(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    fn condition(&mut self, scope: &Scope, path: &FieldPath, condition: &Condition) {
+        let out = self;
+        if path.is_id() && id_lookup(condition, out) {
+            return;
         }
-        Filter::And(parts) | Filter::Or(parts) => {
-            let joiner = if matches!(f, Filter::And(_)) {
-                " AND "
-            } else {
-                " OR "
-            };
-            out.push("(");
-            for (i, p) in parts.iter().enumerate() {
-                if i > 0 {
-                    out.push(joiner);
+        let v = accessor(path, scope);
+        match condition {
+            Condition::Eq(operand) => equals(&v, operand, out),
+            Condition::Cmp(ord, operand) => {
+                if operand.is_number() {
+                    out.push(&format!("({} {} ", number(&v), ord.sql()));
+                    out.bind(Param::Text(operand.to_string()), "::text::numeric");
+                } else {
+                    out.push(&format!("({} COLLATE \"C\" {} ", string(&v), ord.sql()));
+                    let text = operand.as_str().unwrap_or_default().replace('\0', "\u{1}");
+                    out.bind(Param::Text(text), "::text");
                 }
-                filter(p, scope, out);
+                out.push(")");
             }
-            out.push(")");
-        }
-        Filter::Not(inner) => {
-            out.push("(NOT COALESCE(");
-            filter(inner, scope, out);
-            out.push(", FALSE))");
-        }
-        Filter::Field { path, condition } => {
-            if path.is_id() && id_lookup(condition, out) {
-                return;
-            }
-            let v = accessor(path, scope);
-            match condition {
-                Condition::Eq(operand) => equals(&v, operand, out),
-                Condition::Cmp(ord, operand) => {
-                    if operand.is_number() {
-                        out.push(&format!("({} {} ", number(&v), ord.sql()));
-                        out.bind(Param::Text(operand.to_string()), "::text::numeric");
-                    } else {
-                        out.push(&format!("({} COLLATE \"C\" {} ", string(&v), ord.sql()));
-                        let text = operand.as_str().unwrap_or_default().replace('\0', "\u{1}");
-                        out.bind(Param::Text(text), "::text");
-                    }
+            Condition::In(items) => {
+                // One membership test per type, each reading the value once: a long `$in`
+                // stays one hashed array lookup per row.
+                let numbers: Vec<String> = items
+                    .iter()
+                    .filter(|v| v.is_number())
+                    .map(Json::to_string)
+                    .collect();
+                let strings: Vec<String> = items
+                    .iter()
+                    .filter(|v| v.is_string())
+                    .map(operand_text)
+                    .collect();
+                let mut terms = 0;
+                out.push("(");
+                if !numbers.is_empty() {
+                    out.push(&format!("{} = ANY(", number(&v)));
+                    out.bind(Param::TextArray(numbers), "::text[]::numeric[]");
                     out.push(")");
+                    terms += 1;
                 }
-                Condition::In(items) => {
-                    // One membership test per type, each reading the value once: a long `$in`
-                    // stays one hashed array lookup per row.
-                    let numbers: Vec<String> = items
-                        .iter()
-                        .filter(|v| v.is_number())
-                        .map(Json::to_string)
-                        .collect();
-                    let strings: Vec<String> = items
-                        .iter()
-                        .filter(|v| v.is_string())
-                        .map(operand_text)
-                        .collect();
-                    let mut terms = 0;
-                    out.push("(");
-                    if !numbers.is_empty() {
-                        out.push(&format!("{} = ANY(", number(&v)));
-                        out.bind(Param::TextArray(numbers), "::text[]::numeric[]");
-                        out.push(")");
-                        terms += 1;
+                if !strings.is_empty() {
+                    if terms > 0 {
+                        out.push(" OR ");
                     }
-                    if !strings.is_empty() {
-                        if terms > 0 {
-                            out.push(" OR ");
-                        }
-                        out.push(&format!(
-                            "(json_typeof({v}) = 'string' AND ({v})::text = ANY("
-                        ));
-                        out.bind(Param::TextArray(strings), "::text[]");
-                        out.push("))");
-                        terms += 1;
-                    }
-                    for item in items.iter().filter(|v| !(v.is_number() || v.is_string())) {
-                        if terms > 0 {
-                            out.push(" OR ");
-                        }
-                        equals(&v, item, out);
-                        terms += 1;
-                    }
-                    if terms == 0 {
-                        out.push("FALSE");
-                    }
-                    out.push(")");
+                    out.push(&format!(
+                        "(json_typeof({v}) = 'string' AND ({v})::text = ANY("
+                    ));
+                    out.bind(Param::TextArray(strings), "::text[]");
+                    out.push("))");
+                    terms += 1;
                 }
-                Condition::Exists(true) => out.push(&format!("({v} IS NOT NULL)")),
-                Condition::Exists(false) => out.push(&format!("({v} IS NULL)")),
+                for item in items.iter().filter(|v| !(v.is_number() || v.is_string())) {
+                    if terms > 0 {
+                        out.push(" OR ");
+                    }
+                    equals(&v, item, out);
+                    terms += 1;
+                }
+                if terms == 0 {
+                    out.push("FALSE");
+                }
+                out.push(")");
             }
+            Condition::Exists(true) => out.push(&format!("({v} IS NOT NULL)")),
+            Condition::Exists(false) => out.push(&format!("({v} IS NULL)")),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the upstream listener's outputs) that queue every change a listener must see, whoever
 //! writes, and wake idle workers with `NOTIFY`.
 
+use vigil_core::backend::sql::update_concerns;
 use vigil_core::{ListenerRecord, Result};
 
 use crate::pool::pg_err;
@@ -85,20 +86,16 @@ pub(crate) fn create_triggers(
 ) -> Result<()> {
     let t = table(&listener.collection);
     let is_chain = listener.is_chain();
-    let watched: Vec<String> = listener
-        .watched_paths()?
-        .iter()
-        .map(|p| sql::path_literal(p.segments()))
-        .collect();
-    let mut changed = vec!["OLD.id IS DISTINCT FROM NEW.id".to_string()];
-    if !is_chain {
-        changed.push("OLD.blobs IS DISTINCT FROM NEW.blobs".into());
-    }
-    changed.extend(
-        watched
-            .iter()
-            .map(|p| format!("(OLD.doc #> {p})::text IS DISTINCT FROM (NEW.doc #> {p})::text")),
-    );
+    let changed = update_concerns(
+        listener,
+        &|a, b| format!("{a} IS DISTINCT FROM {b}"),
+        &|path, row| {
+            format!(
+                "({row}.doc #> {})::text",
+                sql::path_literal(path.segments())
+            )
+        },
+    )?;
     let function = trigger_name(id, "fn");
     let mut ddl = trigger_function(schema, &function, id, "id");
     if !is_chain {
@@ -111,7 +108,7 @@ pub(crate) fn create_triggers(
         "CREATE TRIGGER {} AFTER UPDATE ON {t} FOR EACH ROW WHEN ({}) EXECUTE FUNCTION {function}();
          CREATE TRIGGER {} AFTER DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION {function}();",
         trigger_name(id, "update"),
-        changed.join(" OR "),
+        changed,
         trigger_name(id, "delete"),
     ));
     if let Some(up) = upstream {

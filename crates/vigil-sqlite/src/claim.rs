@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
+use vigil_core::backend::sql::encode_output;
 use vigil_core::ids::claimer_is_dead;
 use vigil_core::listen::{
-    apply_batch, now, Applied, Claim, Completion, JobRecord, NewFailure, NewOutput, QueueEntry,
-    QueueTx, Retry, RetryPolicy, WorkItem,
+    apply_batch, now, Applied, Claim, Completion, JobRecord, Keyed, NewFailure, NewOutput,
+    QueueEntry, QueueTx, Retry, RetryPolicy, WorkItem,
 };
-use vigil_core::{stored, Document, Result, ID_FIELD};
+use vigil_core::Result;
 
 use crate::error::db_err;
 use crate::jobs::store_job;
@@ -256,11 +257,7 @@ impl QueueTx for SqliteApply<'_> {
         let rows = outputs
             .iter()
             .map(|o| {
-                let stored = stored::encode(
-                    &Document::new()
-                        .with(ID_FIELD, o.item.doc_id.clone())
-                        .with("v", o.value.clone()),
-                )?;
+                let stored = encode_output(&o.item.doc_id, o.value)?;
                 let blobs = (!stored.blobs.is_empty()).then_some(stored.blobs);
                 let extra: Vec<rusqlite::types::Value> = vec![
                     i64::from(o.model_version).into(),
@@ -281,18 +278,12 @@ impl QueueTx for SqliteApply<'_> {
         )
     }
 
-    fn remove_outputs(&mut self, items: &[&WorkItem]) -> Result<()> {
-        self.keys(
-            "DELETE FROM vigil_outputs WHERE listener = ? AND doc_id = ?",
-            items,
-        )
-    }
-
-    fn clear_failures(&mut self, items: &[&WorkItem]) -> Result<()> {
-        self.keys(
-            "DELETE FROM vigil_errors WHERE listener = ? AND doc_id = ?",
-            items,
-        )
+    fn delete(&mut self, rows: Keyed, items: &[&WorkItem]) -> Result<()> {
+        let sql = format!(
+            "DELETE FROM {} WHERE listener = ? AND doc_id = ?",
+            rows.table()
+        );
+        self.keys(&sql, items)
     }
 
     fn record_failures(&mut self, failures: &[NewFailure<'_>], at: f64) -> Result<()> {
@@ -310,13 +301,6 @@ impl QueueTx for SqliteApply<'_> {
                 ];
                 (f.item, extra)
             }),
-        )
-    }
-
-    fn dequeue(&mut self, items: &[&WorkItem]) -> Result<()> {
-        self.keys(
-            "DELETE FROM vigil_queue WHERE listener = ? AND doc_id = ?",
-            items,
         )
     }
 

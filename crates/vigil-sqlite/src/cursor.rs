@@ -29,13 +29,7 @@ impl OutputNames {
         if scope.outputs.is_empty() {
             return None;
         }
-        Some(Arc::new(OutputNames(
-            scope
-                .outputs
-                .iter()
-                .map(|(id, _, key, model)| (*id, (key.clone(), model.clone())))
-                .collect(),
-        )))
+        Some(Arc::new(OutputNames(scope.names())))
     }
 }
 

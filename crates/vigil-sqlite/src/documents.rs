@@ -39,8 +39,7 @@ fn blobs_param(blobs: Vec<u8>) -> SqlValue {
 }
 
 fn select(collection: &str, filter: &Filter, scope: &Scope) -> Sql {
-    let outputs = scope
-        .outputs_column()
+    let outputs = sql::outputs_column(scope)
         .map(|c| format!(", {c}"))
         .unwrap_or_default();
     Sql::with_filter(
@@ -62,12 +61,9 @@ fn scope_for(
     attach_outputs: bool,
 ) -> Result<Scope> {
     if attach_outputs || reads_outputs(filter) {
-        Scope::load(conn, collection)
+        sql::load_scope(conn, collection)
     } else {
-        Ok(Scope {
-            table: table(collection),
-            outputs: Vec::new(),
-        })
+        Ok(Scope::plain(table(collection)))
     }
 }
 

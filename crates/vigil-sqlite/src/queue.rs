@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{OptionalExtension, Transaction};
+use vigil_core::backend::sql::{listener_in_use, missing_upstream};
 use vigil_core::backend::{OutputCount, OutputState};
 use vigil_core::listen::{now, Claim, FailureRecord, JobRecord, JobStatus, ListenerRecord};
 use vigil_core::{Error, Filter, Queue, Result, Value, ID_FIELD};
@@ -16,7 +17,7 @@ use vigil_core::{Error, Filter, Queue, Result, Value, ID_FIELD};
 use crate::documents::create_table;
 use crate::error::db_err;
 use crate::jobs::store_job;
-use crate::sql::{table, Scope, Sql};
+use crate::sql::{load_scope, table, Sql};
 use crate::triggers::{create_triggers, drop_triggers};
 use crate::{claim, pool, SqliteBackend};
 
@@ -151,11 +152,7 @@ impl Queue for SqliteBackend {
         self.pool.write("installing a listener", |tx| {
             create_table(tx, &listener.collection)?;
             let upstream = match &listener.upstream {
-                Some(up) => Some(listener_id(tx, up)?.ok_or_else(|| Error::NotFound {
-                    kind: "listener".into(),
-                    identifier: up.clone(),
-                    version: None,
-                })?),
+                Some(up) => Some(listener_id(tx, up)?.ok_or_else(|| missing_upstream(up))?),
                 None => None,
             };
             let id = match listener_id(tx, &listener.name)? {
@@ -185,7 +182,7 @@ impl Queue for SqliteBackend {
             // be selected), is queued under the job.
             let upsert = " ON CONFLICT (listener, doc_id) DO UPDATE SET gen = gen + 1, \
                           job = excluded.job, attempts = 0, not_before = 0, claimed_until = 0";
-            let scope = Scope::load(tx, &listener.collection)?;
+            let scope = load_scope(tx, &listener.collection)?;
             let mut s = Sql::with_filter(
                 format!(
                     "INSERT INTO vigil_queue (listener, doc_id, job) SELECT {id}, id, ? FROM {} WHERE ",
@@ -252,11 +249,7 @@ impl Queue for SqliteBackend {
                 .optional()
                 .map_err(db_err("checking chained listeners"))?;
             if let Some(down) = downstream {
-                return Err(Error::InvalidQuery {
-                    part: "listener",
-                    path: name.into(),
-                    reason: format!("listener `{down}` reads its outputs; remove that one first"),
-                });
+                return Err(listener_in_use(name, &down));
             }
             remove_by_id(tx, id)?;
             Ok(true)

@@ -1,10 +1,7 @@
 //! Component records and content-addressed artifacts, in vigil's own tables.
 
 use rusqlite::OptionalExtension;
-use vigil_core::backend::{
-    content_hash, group_versions, parse_component, verify_artifact, ComponentVersions,
-    StoredComponent,
-};
+use vigil_core::backend::{self, ComponentVersions, StoredComponent};
 use vigil_core::{Registry, Result};
 
 use crate::error::db_err;
@@ -28,7 +25,7 @@ CREATE TABLE IF NOT EXISTS vigil_components (
 
 impl Registry for SqliteBackend {
     fn put_artifact(&self, bytes: &[u8]) -> Result<String> {
-        let hash = content_hash(bytes);
+        let hash = backend::content_hash(bytes);
         self.pool.write("storing an artifact", |tx| {
             tx.prepare_cached("INSERT OR IGNORE INTO vigil_artifacts (hash, bytes) VALUES (?, ?)")
                 .and_then(|mut s| s.execute(rusqlite::params![hash, bytes]))
@@ -44,7 +41,7 @@ impl Registry for SqliteBackend {
             .prepare_cached("SELECT bytes FROM vigil_artifacts WHERE hash = ?")
             .and_then(|mut s| s.query_row([hash], |r| r.get(0)).optional())
             .map_err(db_err("reading an artifact"))?;
-        verify_artifact(hash, bytes)
+        backend::verify_artifact(hash, bytes)
     }
 
     fn put_component(
@@ -81,7 +78,7 @@ impl Registry for SqliteBackend {
                 .and_then(|mut s| s.query_row([kind, identifier], |r| Ok((r.get(0)?, r.get(1)?))).optional()),
         }
         .map_err(db_err("reading a component"))?;
-        row.map(|(v, text)| parse_component(kind, identifier, v, &text))
+        row.map(|(v, text)| backend::parse_component(kind, identifier, v, &text))
             .transpose()
     }
 
@@ -91,7 +88,7 @@ impl Registry for SqliteBackend {
             .prepare_cached("SELECT identifier, version FROM vigil_components WHERE kind = ? ORDER BY identifier, version")
             .and_then(|mut s| s.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .map_err(db_err("listing components"))?;
-        Ok(group_versions(rows))
+        Ok(backend::group_versions(rows))
     }
 
     fn remove_component(&self, kind: &str, identifier: &str, version: Option<u32>) -> Result<u64> {

@@ -4,8 +4,11 @@
 
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value as Json;
+use vigil_core::backend::sql::{write_filter, FilterWriter};
 use vigil_core::filter::{Condition, Filter};
 use vigil_core::{Direction, FieldPath};
+
+pub(crate) use vigil_core::backend::sql::Scope;
 
 /// SQL text with its parameters, in order.
 #[derive(Debug, Default)]
@@ -14,62 +17,37 @@ pub(crate) struct Sql {
     pub params: Vec<SqlValue>,
 }
 
-/// What paths resolve against: the collection's table, and the listeners whose outputs
-/// appear under `_outputs.<key>.<model>`.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Scope {
-    /// The quoted table name, for correlated subqueries.
-    pub table: String,
-    /// Each listener's id with its output segments (key segments, then the model).
-    pub outputs: Vec<(i64, Vec<String>, String, String)>,
+/// The scope of `collection`, listing its listeners.
+pub(crate) fn load_scope(
+    conn: &rusqlite::Connection,
+    collection: &str,
+) -> vigil_core::Result<Scope> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, json_extract(record, '$.key'), json_extract(record, '$.model') FROM vigil_listeners WHERE collection = ? ORDER BY id")
+        .map_err(crate::error::db_err("reading listeners"))?;
+    let rows = stmt
+        .query_map([collection], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<(i64, String, String)>>>())
+        .map_err(crate::error::db_err("reading listeners"))?;
+    let mut scope = Scope::plain(table(collection));
+    for (id, key, model) in rows {
+        scope.add_listener(id, key, model);
+    }
+    Ok(scope)
 }
 
-impl Scope {
-    /// The scope of `collection`, listing its listeners.
-    pub fn load(conn: &rusqlite::Connection, collection: &str) -> vigil_core::Result<Scope> {
-        let mut stmt = conn
-            .prepare_cached("SELECT id, json_extract(record, '$.key'), json_extract(record, '$.model') FROM vigil_listeners WHERE collection = ? ORDER BY id")
-            .map_err(crate::error::db_err("reading listeners"))?;
-        let outputs = stmt
-            .query_map([collection], |r| {
-                let key: String = r.get(1)?;
-                let model: String = r.get(2)?;
-                let mut segs: Vec<String> = key.split('.').map(str::to_string).collect();
-                segs.push(model.clone());
-                Ok((r.get(0)?, segs, key, model))
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(crate::error::db_err("reading listeners"))?;
-        Ok(Scope {
-            table: table(collection),
-            outputs,
-        })
+/// SQL for the `_outputs` column of a row: `[listener id, doc, hex(blobs)]` triples as a
+/// JSON array, or None without listeners.
+pub(crate) fn outputs_column(scope: &Scope) -> Option<String> {
+    if scope.outputs.is_empty() {
+        return None;
     }
-
-    /// The listener and remaining segments of an `_outputs.<key>.<model>…` path: the
-    /// listener with the longest matching key wins.
-    fn output<'p>(&self, path: &'p [String]) -> Option<(i64, &'p [String])> {
-        self.outputs
-            .iter()
-            .filter(|(_, segs, ..)| path.len() >= segs.len() && path[..segs.len()] == segs[..])
-            .max_by_key(|(_, segs, ..)| segs.len())
-            .map(|(id, segs, ..)| (*id, &path[segs.len()..]))
-    }
-
-    /// SQL for the `_outputs` column of a row: `[listener id, doc, hex(blobs)]` triples as a
-    /// JSON array, or NULL without listeners.
-    pub fn outputs_column(&self) -> Option<String> {
-        if self.outputs.is_empty() {
-            return None;
-        }
-        let ids: Vec<String> = self.outputs.iter().map(|(id, ..)| id.to_string()).collect();
-        Some(format!(
-            "(SELECT json_group_array(json_array(o.listener, o.doc, hex(o.blobs))) FROM vigil_outputs o \
-             WHERE o.listener IN ({}) AND o.doc_id = {}.id)",
-            ids.join(","),
-            self.table
-        ))
-    }
+    Some(format!(
+        "(SELECT json_group_array(json_array(o.listener, o.doc, hex(o.blobs))) FROM vigil_outputs o \
+         WHERE o.listener IN ({}) AND o.doc_id = {}.id)",
+        scope.listener_ids(),
+        scope.table
+    ))
 }
 
 impl Sql {
@@ -175,39 +153,24 @@ fn scalar(v: &Json) -> Option<SqlValue> {
 
 const NUMBER_TYPES: &str = "('integer','real')";
 
-/// Appends a WHERE expression. Its truth value is 1, or 0/NULL for "no match": NULL only arises
-/// from a missing field inside a positive condition, and every negation wraps its operand in
-/// `COALESCE(…,0)` first, so NULL always means "no match".
+/// A filter's SQL, written into `out` with the paths resolved against `scope`.
 pub(crate) fn filter(f: &Filter, scope: &Scope, out: &mut Sql) {
-    match f {
-        Filter::And(parts) | Filter::Or(parts) if parts.is_empty() => {
-            out.push(if matches!(f, Filter::And(_)) {
-                "1"
-            } else {
-                "0"
-            })
-        }
-        Filter::And(parts) | Filter::Or(parts) => {
-            let joiner = if matches!(f, Filter::And(_)) {
-                " AND "
-            } else {
-                " OR "
-            };
-            out.push("(");
-            for (i, p) in parts.iter().enumerate() {
-                if i > 0 {
-                    out.push(joiner);
-                }
-                filter(p, scope, out);
-            }
-            out.push(")");
-        }
-        Filter::Not(inner) => {
-            out.push("(NOT COALESCE(");
-            filter(inner, scope, out);
-            out.push(",0))");
-        }
-        Filter::Field { path, condition } => field(&accessor(path, scope), condition, out),
+    write_filter(f, scope, out);
+}
+
+/// Each condition's SQL; [`write_filter`] writes the boolean structure around them.
+impl FilterWriter for Sql {
+    const TRUE: &'static str = "1";
+    const FALSE: &'static str = "0";
+    const NOT_CLOSE: &'static str = ",0))";
+
+    fn push(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    fn condition(&mut self, scope: &Scope, path: &FieldPath, condition: &Condition) {
+        let out = self;
+        field(&accessor(path, scope), condition, out);
     }
 }
 

@@ -2,6 +2,7 @@
 //! listener's outputs) that queue every change a listener must see, whoever writes.
 
 use rusqlite::Transaction;
+use vigil_core::backend::sql::update_concerns;
 use vigil_core::{ListenerRecord, Result};
 
 use crate::error::db_err;
@@ -51,20 +52,9 @@ pub(crate) fn create_triggers(
 ) -> Result<()> {
     let t = table(&listener.collection);
     let is_chain = listener.is_chain();
-    let watched: Vec<String> = listener
-        .watched_paths()?
-        .iter()
-        .map(sql::json_path)
-        .collect();
-    let mut changed = vec!["OLD.id IS NOT NEW.id".to_string()];
-    if !is_chain {
-        changed.push("OLD.blobs IS NOT NEW.blobs".into());
-    }
-    changed.extend(
-        watched
-            .iter()
-            .map(|p| format!("json_extract(OLD.doc,{p}) IS NOT json_extract(NEW.doc,{p})")),
-    );
+    let changed = update_concerns(listener, &|a, b| format!("{a} IS NOT {b}"), &|path, row| {
+        format!("json_extract({row}.doc,{})", sql::json_path(path))
+    })?;
     let mut ddl = String::new();
     if !is_chain {
         ddl.push_str(&format!(
@@ -76,7 +66,7 @@ pub(crate) fn create_triggers(
     ddl.push_str(&format!(
         "CREATE TRIGGER {} AFTER UPDATE ON {t} WHEN {} BEGIN {} {} END;",
         trigger_name(id, "update"),
-        changed.join(" OR "),
+        changed,
         enqueue_sql(id, "NEW.id", "1"),
         enqueue_sql(id, "OLD.id", "OLD.id IS NOT NEW.id"),
     ));

@@ -6,7 +6,7 @@
 
 use crate::filter::Condition;
 use crate::names::FieldPath;
-use crate::{stored, Document, Error, Filter, Result, UpdateOutcome, Update, OUTPUTS_FIELD};
+use crate::{stored, Document, Error, Filter, Result, Update, UpdateOutcome, OUTPUTS_FIELD};
 
 /// A collection's rows, inside one write transaction, addressed by `seq`.
 pub trait RowStore {
@@ -127,14 +127,14 @@ pub trait FilterWriter {
     const NOT_CLOSE: &'static str;
     /// Appends text.
     fn push(&mut self, text: &str);
-    /// Appends the SQL of one condition on one path.
-    fn condition(&mut self, path: &FieldPath, condition: &Condition);
+    /// Appends the SQL of one condition on one path, resolved against `scope`.
+    fn condition(&mut self, scope: &Scope, path: &FieldPath, condition: &Condition);
 }
 
 /// Appends a filter's SQL. Its truth value is true, or false/NULL for "no match": NULL only
 /// arises from a missing field inside a positive condition, and every negation wraps its
 /// operand in `COALESCE(…, false)` first, so NULL always means "no match".
-pub fn write_filter<W: FilterWriter>(f: &Filter, out: &mut W) {
+pub fn write_filter<W: FilterWriter>(f: &Filter, scope: &Scope, out: &mut W) {
     match f {
         Filter::And(parts) if parts.is_empty() => out.push(W::TRUE),
         Filter::Or(parts) if parts.is_empty() => out.push(W::FALSE),
@@ -149,16 +149,16 @@ pub fn write_filter<W: FilterWriter>(f: &Filter, out: &mut W) {
                 if i > 0 {
                     out.push(joiner);
                 }
-                write_filter(p, out);
+                write_filter(p, scope, out);
             }
             out.push(")");
         }
         Filter::Not(inner) => {
             out.push("(NOT COALESCE(");
-            write_filter(inner, out);
+            write_filter(inner, scope, out);
             out.push(W::NOT_CLOSE);
         }
-        Filter::Field { path, condition } => out.condition(path, condition),
+        Filter::Field { path, condition } => out.condition(scope, path, condition),
     }
 }
 
@@ -182,10 +182,108 @@ pub fn listener_in_use(name: &str, downstream: &str) -> Error {
 
 /// The stored form of a listener's output for a document: `{"_id": id, "v": value}` in the
 /// storage format, so outputs hold images and tensors as documents do.
-pub fn encode_output(doc_id: &crate::Value, value: &crate::Value) -> Result<stored::StoredDocument> {
+pub fn encode_output(
+    doc_id: &crate::Value,
+    value: &crate::Value,
+) -> Result<stored::StoredDocument> {
     stored::encode(
         &Document::new()
             .with(crate::ID_FIELD, doc_id.clone())
             .with("v", value.clone()),
     )
+}
+
+/// What a filter's paths resolve against: the collection's (quoted) table, and the
+/// listeners whose outputs appear under `_outputs.<key>.<model>`.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// The quoted table name, for correlated subqueries.
+    pub table: String,
+    /// The collection's listeners, in installation order.
+    pub outputs: Vec<ScopeOutput>,
+}
+
+/// A listener as a filter path sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeOutput {
+    /// The backend's id of the listener.
+    pub listener: i64,
+    /// The segments under `_outputs`: the key's, then the model.
+    pub segments: Vec<String>,
+    /// The key it reads.
+    pub key: String,
+    /// The model it runs.
+    pub model: String,
+}
+
+impl Scope {
+    /// A scope without listeners.
+    pub fn plain(table: String) -> Scope {
+        Scope {
+            table,
+            outputs: Vec::new(),
+        }
+    }
+
+    /// Adds a listener (`key`, `model`) known to the backend as `listener`.
+    pub fn add_listener(&mut self, listener: i64, key: String, model: String) {
+        let mut segments: Vec<String> = key.split('.').map(str::to_string).collect();
+        segments.push(model.clone());
+        self.outputs.push(ScopeOutput {
+            listener,
+            segments,
+            key,
+            model,
+        });
+    }
+
+    /// The listener and remaining segments of an `_outputs.<key>.<model>…` path (without
+    /// `_outputs`): the listener with the longest matching key wins.
+    pub fn output<'p>(&self, path: &'p [String]) -> Option<(i64, &'p [String])> {
+        self.outputs
+            .iter()
+            .filter(|o| {
+                path.len() >= o.segments.len() && path[..o.segments.len()] == o.segments[..]
+            })
+            .max_by_key(|o| o.segments.len())
+            .map(|o| (o.listener, &path[o.segments.len()..]))
+    }
+
+    /// Listener ids with the (key, model) their outputs appear under.
+    pub fn names(&self) -> std::collections::HashMap<i64, (String, String)> {
+        self.outputs
+            .iter()
+            .map(|o| (o.listener, (o.key.clone(), o.model.clone())))
+            .collect()
+    }
+
+    /// The listener ids, comma-separated, for an `IN (…)` list.
+    pub fn listener_ids(&self) -> String {
+        let ids: Vec<String> = self
+            .outputs
+            .iter()
+            .map(|o| o.listener.to_string())
+            .collect();
+        ids.join(",")
+    }
+}
+
+/// The condition under which an update concerns a listener, for its `AFTER UPDATE` trigger:
+/// the id changed, the binary values changed (unless it reads another listener's outputs),
+/// or a field it watches ([`crate::ListenerRecord::watched_paths`]) changed. `differ(a, b)`
+/// is the dialect's null-safe "a differs from b"; `field(path, row)` the dialect's value of
+/// a path in row `OLD` or `NEW`.
+pub fn update_concerns(
+    listener: &crate::ListenerRecord,
+    differ: &dyn Fn(&str, &str) -> String,
+    field: &dyn Fn(&FieldPath, &str) -> String,
+) -> Result<String> {
+    let mut changed = vec![differ("OLD.id", "NEW.id")];
+    if !listener.is_chain() {
+        changed.push(differ("OLD.blobs", "NEW.blobs"));
+    }
+    for path in listener.watched_paths()? {
+        changed.push(differ(&field(&path, "OLD"), &field(&path, "NEW")));
+    }
+    Ok(changed.join(" OR "))
 }

@@ -76,17 +76,13 @@ pub trait QueueTx {
     /// Upserts outputs, keyed by (listener, document), stamped `at`.
     fn write_outputs(&mut self, outputs: &[NewOutput<'_>], at: f64) -> Result<()>;
 
-    /// Deletes outputs.
-    fn remove_outputs(&mut self, items: &[&WorkItem]) -> Result<()>;
-
-    /// Forgets recorded failures (the item succeeded, or no longer needs an output).
-    fn clear_failures(&mut self, items: &[&WorkItem]) -> Result<()>;
+    /// Deletes the items' rows of one of the keyed tables: their outputs, their recorded
+    /// failures (the item succeeded, or no longer needs an output), or their queue entries
+    /// (they are finished).
+    fn delete(&mut self, rows: Keyed, items: &[&WorkItem]) -> Result<()>;
 
     /// Records failures at `at`, keeping each one's first failure time.
     fn record_failures(&mut self, failures: &[NewFailure<'_>], at: f64) -> Result<()>;
-
-    /// Takes entries off the queue.
-    fn dequeue(&mut self, items: &[&WorkItem]) -> Result<()>;
 
     /// Keeps failed entries queued until their retry is due.
     fn reschedule(&mut self, retries: &[Retry<'_>]) -> Result<()>;
@@ -97,6 +93,28 @@ pub trait QueueTx {
 
     /// Stores a job record, replacing one with the same id.
     fn put_job(&mut self, job: &JobRecord) -> Result<()>;
+}
+
+/// The tables keyed by (listener, document) that applying a batch deletes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyed {
+    /// Outputs (`vigil_outputs`).
+    Outputs,
+    /// Recorded failures (`vigil_errors`).
+    Failures,
+    /// Queue entries (`vigil_queue`).
+    Queue,
+}
+
+impl Keyed {
+    /// The table's name in the SQL backends (the MongoDB backend's collections share it).
+    pub fn table(self) -> &'static str {
+        match self {
+            Keyed::Outputs => "vigil_outputs",
+            Keyed::Failures => "vigil_errors",
+            Keyed::Queue => "vigil_queue",
+        }
+    }
 }
 
 /// Per-job counts gathered while applying a batch.
@@ -240,16 +258,16 @@ fn run(tx: &mut dyn QueueTx, plan: Plan<'_>, started: f64, t: f64) -> Result<App
         tx.write_outputs(&plan.outputs, t)?;
     }
     if !plan.removals.is_empty() {
-        tx.remove_outputs(&plan.removals)?;
+        tx.delete(Keyed::Outputs, &plan.removals)?;
     }
     if !plan.cleared.is_empty() {
-        tx.clear_failures(&plan.cleared)?;
+        tx.delete(Keyed::Failures, &plan.cleared)?;
     }
     if !plan.failures.is_empty() {
         tx.record_failures(&plan.failures, t)?;
     }
     if !plan.dequeued.is_empty() {
-        tx.dequeue(&plan.dequeued)?;
+        tx.delete(Keyed::Queue, &plan.dequeued)?;
     }
     if !plan.retries.is_empty() {
         tx.reschedule(&plan.retries)?;

@@ -11,7 +11,9 @@ use crate::{FieldPath, Result, Value};
 
 mod apply;
 
-pub use apply::{apply_batch, failed_note, NewFailure, NewOutput, QueueEntry, QueueTx, Retry};
+pub use apply::{
+    apply_batch, failed_note, Keyed, NewFailure, NewOutput, QueueEntry, QueueTx, Retry,
+};
 
 /// The top-level field under which find results carry listener outputs:
 /// `_outputs.<key>.<model>`.
