@@ -45,7 +45,9 @@ impl CliError {
         }
     }
 
-    /// `error: …` then `  caused by: …` for each cause.
+    /// `error: …` then `  caused by: …` for each cause in the chain that the lines above do
+    /// not already say (vigil's messages quote their driver's, so that `to_string()` alone
+    /// explains them; deeper causes still get their line).
     pub fn report(&self) -> String {
         let mut out = format!("error: {self}");
         let mut source = std::error::Error::source(self);
@@ -54,7 +56,10 @@ impl CliError {
             source = std::error::Error::source(e);
         }
         while let Some(cause) = source {
-            out.push_str(&format!("\n  caused by: {cause}"));
+            let text = cause.to_string();
+            if !out.contains(&text) {
+                out.push_str(&format!("\n  caused by: {text}"));
+            }
             source = cause.source();
         }
         out
@@ -70,5 +75,39 @@ pub fn parse_json(what: &str, text: Option<&str>) -> CliResult<serde_json::Value
         None => Ok(serde_json::json!({})),
         Some(t) => serde_json::from_str(t)
             .map_err(|e| CliError::Usage(format!("the {what} is not valid JSON: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose message does not repeat its cause's.
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the digits")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn reports_print_each_new_cause_once() {
+        let e = CliError::Other {
+            what: "loading MNIST".into(),
+            source: Box::new(Outer(std::io::Error::other("disk on fire"))),
+        };
+        assert_eq!(
+            e.report(),
+            "error: loading MNIST\n  caused by: reading the digits\n  caused by: disk on fire"
+        );
+        assert_eq!(e.exit_code(), ExitCode::from(1));
+        // vigil's own messages quote their source: it is not printed twice.
+        let io = vigil::Error::io("opening x", std::io::Error::other("no such file"));
+        assert_eq!(
+            CliError::from(io).report(),
+            "error: opening x: no such file"
+        );
+        let usage = parse_json("filter", Some("{nope")).unwrap_err();
+        assert!(usage
+            .report()
+            .starts_with("error: the filter is not valid JSON"));
+        assert_eq!(usage.exit_code(), ExitCode::from(2));
     }
 }

@@ -169,6 +169,26 @@ fn errors_go_to_stderr_with_a_failing_exit_code() {
 }
 
 #[test]
+fn exit_codes_tell_usage_from_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("codes.db");
+    // A JSON argument that does not parse is a usage error, as clap's own are.
+    assert_eq!(
+        vigil(&db, &["count", "mnist", "{not json"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(vigil(&db, &["count"]).status.code(), Some(2));
+    // A command that ran and failed exits 1.
+    assert_eq!(
+        vigil(&db, &["insert-mnist", "--data", "/nonexistent"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(vigil(&db, &["count", "mnist"]).status.code(), Some(0));
+}
+
+#[test]
 fn the_database_comes_from_vigil_db_when_not_given() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("env.db").display());

@@ -99,7 +99,7 @@ impl Collection {
             ids.push(doc.id().cloned().expect("prepared documents have an _id"));
             Ok(doc)
         });
-        self.db.backend().insert(&self.name, Box::new(source))?;
+        self.db.store().insert(&self.name, Box::new(source))?;
         Ok(ids)
     }
 
@@ -122,9 +122,7 @@ impl Collection {
 
     /// How many documents the filter matches.
     pub fn count(&self, filter: Json) -> Result<u64> {
-        self.db
-            .backend()
-            .count(&self.name, &Filter::parse(&filter)?)
+        self.db.store().count(&self.name, &Filter::parse(&filter)?)
     }
 
     /// Applies `{"$set": …, "$unset": …, "$inc": …}` to the first matching document.
@@ -150,7 +148,7 @@ impl Collection {
         }
         self.db
             .with_codecs(|c| stored::check_document(&set, None, Some(c)))?;
-        self.db.backend().update(&self.name, &filter, &update, many)
+        self.db.store().update(&self.name, &filter, &update, many)
     }
 
     /// Replaces the first matching document with `doc`, keeping its `_id`. An `_outputs` field
@@ -162,33 +160,33 @@ impl Collection {
         doc.remove(vigil_core::OUTPUTS_FIELD);
         self.db
             .with_codecs(|c| stored::check_document(&doc, None, Some(c)))?;
-        self.db.backend().replace_one(&self.name, &filter, &doc)
+        self.db.store().replace_one(&self.name, &filter, &doc)
     }
 
     /// Deletes the first matching document; returns 0 or 1.
     pub fn delete_one(&self, filter: Json) -> Result<u64> {
         self.db
-            .backend()
+            .store()
             .delete(&self.name, &Filter::parse(&filter)?, false)
     }
 
     /// Deletes every matching document; returns how many.
     pub fn delete_many(&self, filter: Json) -> Result<u64> {
         self.db
-            .backend()
+            .store()
             .delete(&self.name, &Filter::parse(&filter)?, true)
     }
 
     /// Indexes a field path (dotted), for filters and sorts on it.
     pub fn create_index(&self, path: &str) -> Result<()> {
         self.db
-            .backend()
+            .store()
             .create_index(&self.name, &FieldPath::parse(path)?)
     }
 
     /// The indexed field paths.
     pub fn list_indexes(&self) -> Result<Vec<FieldPath>> {
-        self.db.backend().list_indexes(&self.name)
+        self.db.store().list_indexes(&self.name)
     }
 }
 
@@ -250,7 +248,7 @@ impl Find {
         let stream = self
             .collection
             .db
-            .backend()
+            .store()
             .find(&self.collection.name, &query)?;
         Ok(Cursor { stream })
     }

@@ -169,9 +169,16 @@ impl Datalayer {
             .clone()
     }
 
-    /// The backend, for what the Datalayer does not wrap.
+    /// The backend itself: for a backend's own tests and for extensions. Everything a client
+    /// needs is on the Datalayer (documents, registry, listeners, failures, jobs); nothing in
+    /// vigil's interfaces calls this.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
+    }
+
+    /// The backend, for the Datalayer's own modules.
+    pub(crate) fn store(&self) -> &dyn Backend {
+        self.inner.backend.as_ref()
     }
 
     pub(crate) fn with_codecs<T>(&self, f: impl FnOnce(&Codecs) -> T) -> T {

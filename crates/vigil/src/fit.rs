@@ -260,7 +260,7 @@ impl Datalayer {
             })
             .collect();
         let mut job = vigil_core::listen::JobRecord::start("fit", &model.to_record().identifier, 0);
-        self.backend().put_job(&job)?;
+        self.store().put_job(&job)?;
         let report = vigil_ml::fit(
             model,
             &options.trainer,
@@ -279,14 +279,14 @@ impl Datalayer {
             Err(e) => {
                 job.status = vigil_core::listen::JobStatus::Failed;
                 job.error = Some(e.to_string());
-                self.backend().put_job(&job)?;
+                self.store().put_job(&job)?;
                 return Err(e);
             }
         };
         job.status = vigil_core::listen::JobStatus::Success;
         job.done = report.iterations;
         job.total = report.iterations;
-        self.backend().put_job(&job)?;
+        self.store().put_job(&job)?;
         Ok(report)
     }
 }

@@ -85,7 +85,7 @@ impl Datalayer {
         let upstream = if key_path.segments()[0] == OUTPUTS_FIELD {
             let wanted = &key_path.segments()[1..];
             let found = self
-                .backend()
+                .store()
                 .listeners()?
                 .into_iter()
                 .find(|l| l.collection == collection && l.output_segments() == wanted);
@@ -137,32 +137,32 @@ impl Datalayer {
 
     fn install(&self, listener: ListenerRecord) -> Result<Listening> {
         let mut job = JobRecord::start("backfill", &listener.name, 0);
-        job.total = self.backend().install_listener(&listener, Some(&job))?;
+        job.total = self.store().install_listener(&listener, Some(&job))?;
         let record = serde_json::to_value(&listener).map_err(|e| Error::InvalidDocument {
             location: Default::default(),
             reason: e.to_string(),
         })?;
         // A new registry version only when the listener changed.
         let latest = self
-            .backend()
+            .store()
             .get_component(LISTENER, &listener.name, None)?
             .map(|c| c.record);
         if latest.as_ref() != Some(&record) {
-            self.backend()
+            self.store()
                 .put_component(LISTENER, &listener.name, &record)?;
         }
-        let backfill = self.backend().get_job(&job.id)?.unwrap_or(job);
+        let backfill = self.store().get_job(&job.id)?.unwrap_or(job);
         Ok(Listening { listener, backfill })
     }
 
     /// The installed listeners.
     pub fn listeners(&self) -> Result<Vec<ListenerRecord>> {
-        self.backend().listeners()
+        self.store().listeners()
     }
 
     /// One installed listener.
     pub fn listener(&self, name: &str) -> Result<ListenerRecord> {
-        self.backend()
+        self.store()
             .listeners()?
             .into_iter()
             .find(|l| l.name == name)
@@ -176,7 +176,7 @@ impl Datalayer {
     /// Switches a listener off: its triggers, queue, outputs and errors go; its registry
     /// records stay. False if it was not installed.
     pub fn remove_listener(&self, name: &str) -> Result<bool> {
-        self.backend().remove_listener(name)
+        self.store().remove_listener(name)
     }
 
     /// A listener's live state: outputs per model version, queue size, failures.
@@ -185,8 +185,8 @@ impl Datalayer {
         let failures = self.failures(Some(name))?;
         let parked = failures.iter().filter(|f| f.parked).count() as u64;
         Ok(ListenerStatus {
-            outputs: self.backend().output_versions(name)?,
-            pending: self.backend().pending(Some(name))?,
+            outputs: self.store().output_versions(name)?,
+            pending: self.store().pending(Some(name))?,
             retrying: failures.len() as u64 - parked,
             parked,
             listener,
@@ -196,21 +196,21 @@ impl Datalayer {
     /// Documents listeners failed on (one listener's, or all), most recent first, with the
     /// reason, the attempts made and whether they are parked.
     pub fn failures(&self, listener: Option<&str>) -> Result<Vec<FailureRecord>> {
-        self.backend().failures(listener)
+        self.store().failures(listener)
     }
 
     /// Queued listener work: one listener's, or all.
     pub fn pending(&self, listener: Option<&str>) -> Result<u64> {
-        self.backend().pending(listener)
+        self.store().pending(listener)
     }
 
     /// The most recent jobs (backfills, fits, incremental batches), at most `limit`.
     pub fn jobs(&self, limit: usize) -> Result<Vec<JobRecord>> {
-        self.backend().jobs(limit)
+        self.store().jobs(limit)
     }
 
     /// One job by id.
     pub fn job(&self, id: &str) -> Result<Option<JobRecord>> {
-        self.backend().get_job(id)
+        self.store().get_job(id)
     }
 }

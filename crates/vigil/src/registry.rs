@@ -92,7 +92,7 @@ impl Datalayer {
                 component.identifier()
             ),
         })?;
-        self.backend()
+        self.store()
             .put_component(C::KIND, component.identifier(), &record)
     }
 
@@ -114,7 +114,7 @@ impl Datalayer {
         identifier: &str,
         version: Option<u32>,
     ) -> Result<StoredComponent> {
-        self.backend()
+        self.store()
             .get_component(kind, identifier, version)?
             .ok_or_else(|| Error::NotFound {
                 kind: kind.into(),
@@ -129,7 +129,7 @@ impl Datalayer {
     pub fn add_model(&self, model: &mut PipelineModel) -> Result<u32> {
         let mut record: ModelRecord = model.to_record().clone();
         if let Some(bytes) = model.artifact()? {
-            let hash = self.backend().put_artifact(&bytes)?;
+            let hash = self.store().put_artifact(&bytes)?;
             match &mut record.kind {
                 ModelKind::Network { weights, .. } => *weights = Some(hash),
                 ModelKind::Onnx { graph } => *graph = Some(hash),
@@ -139,7 +139,7 @@ impl Datalayer {
         let json =
             serde_json::to_value(&record).map_err(|e| Error::model(&record.identifier, e))?;
         let version = self
-            .backend()
+            .store()
             .put_component(MODEL, &record.identifier, &json)?;
         model.set_version(version);
         Ok(version)
@@ -162,7 +162,7 @@ impl Datalayer {
             ModelKind::Onnx { graph } => graph.clone(),
             ModelKind::Function { .. } => None,
         };
-        let artifact = hash.map(|h| self.backend().get_artifact(&h)).transpose()?;
+        let artifact = hash.map(|h| self.store().get_artifact(&h)).transpose()?;
         PipelineModel::from_record(record, artifact, Some(v))
     }
 
@@ -177,7 +177,7 @@ impl Datalayer {
 
     /// The identifiers stored under a kind, each with its versions.
     pub fn show_all(&self, kind: &str) -> Result<Vec<ComponentVersions>> {
-        self.backend().list_components(kind)
+        self.store().list_components(kind)
     }
 
     /// The versions of one identifier.
@@ -203,6 +203,6 @@ impl Datalayer {
     /// Removes one version, or all versions; returns how many were removed. Artifacts stay
     /// (they are shared by content and cheap to keep).
     pub fn remove(&self, kind: &str, identifier: &str, version: Option<u32>) -> Result<u64> {
-        self.backend().remove_component(kind, identifier, version)
+        self.store().remove_component(kind, identifier, version)
     }
 }

@@ -146,7 +146,8 @@ impl Worker {
 
     /// Claims and processes one batch; None when nothing was due.
     pub fn run_once(&mut self) -> Result<Option<Applied>> {
-        let backend = Arc::clone(self.db.backend());
+        let db = self.db.clone();
+        let backend = db.store();
         let Some(claim) = backend.claim(&self.id, self.options.batch_size, self.options.lease)?
         else {
             return Ok(None);
@@ -223,7 +224,7 @@ impl Worker {
                     total.add(applied);
                     Ok(())
                 }
-                None => self.db.backend().wait_for_work(self.options.idle_wait),
+                None => self.db.store().wait_for_work(self.options.idle_wait),
             });
             match step {
                 Ok(()) => backoff = Duration::from_millis(100),
@@ -281,7 +282,7 @@ impl Worker {
         }
         let states: HashMap<String, (u32, String)> = self
             .db
-            .backend()
+            .store()
             .output_states(&listener.name, &ids)?
             .into_iter()
             .map(|s| {
