@@ -90,11 +90,21 @@ impl Collection {
             .into_iter()
             .map(IntoDocument::into_document)
             .collect::<Result<Vec<_>>>()?;
-        let mut ids = Vec::with_capacity(docs.len());
+        self.insert_from(docs.into_iter().map(Ok))
+    }
+
+    /// [`Collection::insert_many`] from a stream: documents are pulled one at a time as the
+    /// backend writes them, all in one transaction, so a source larger than memory inserts
+    /// in bounded memory. An `Err` item ends the insert and stores nothing. Returns the ids.
+    pub fn insert_from<S>(&self, docs: S) -> Result<Vec<Value>>
+    where
+        S: Iterator<Item = Result<Document>> + Send,
+    {
+        let mut ids = Vec::with_capacity(docs.size_hint().0);
         let codecs = self.db.codecs();
         let db = &self.db;
-        let source = docs.into_iter().enumerate().map(|(i, doc)| {
-            let doc = prepare(db, &codecs, i, doc)?;
+        let source = docs.enumerate().map(|(i, doc)| {
+            let doc = prepare(db, &codecs, i, doc?)?;
             // `prepare` gives every document an _id.
             ids.push(doc.id().cloned().expect("prepared documents have an _id"));
             Ok(doc)

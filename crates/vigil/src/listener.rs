@@ -213,4 +213,10 @@ impl Datalayer {
     pub fn job(&self, id: &str) -> Result<Option<JobRecord>> {
         self.store().get_job(id)
     }
+
+    /// Blocks until queued work may have arrived (another connection committed) or
+    /// `timeout` passed: what an idle worker loop sleeps on.
+    pub fn wait_for_work(&self, timeout: std::time::Duration) -> Result<()> {
+        self.store().wait_for_work(timeout)
+    }
 }
