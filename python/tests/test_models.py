@@ -1,0 +1,167 @@
+"""Models, training and listeners from Python on the 10,000 real digits."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import vigil
+
+
+def lenet(identifier="lenet5"):
+    return vigil.Model.network(identifier, vigil.lenet5(10), preprocess=vigil.mnist_preprocess(),
+                               postprocess="argmax")
+
+
+def test_fit_reaches_95_percent_and_the_listener_predicts(db, digits):
+    mnist = db["mnist"]
+    mnist.insert_many(digits[:9000])
+    model = lenet()
+    assert db.add(model) == 1
+    untrained = model.predict([d["img"] for d in digits[:10]])
+    assert len(untrained) == 10 and all(isinstance(p, int) for p in untrained)
+    report = model.fit(
+        X="img", y="class", db=db, select=mnist.find(),
+        configuration=vigil.TrainerConfig("my_configuration", epochs=3, batch_size=64,
+                                          validation_interval=50, seed=42),
+        metrics=[vigil.Metric("acc")],
+        validation_sets=[vigil.Dataset("my_valid", mnist.find({"_fold": "valid"}))],
+        progress=False)
+    assert report["iterations"] > 300
+    model = db.load("model", "lenet5")
+    acc = model.metric_values["my_valid/acc"]
+    assert isinstance(acc, list) and all(isinstance(a, float) for a in acc)
+    assert max(acc) >= 0.95, acc
+    assert model.version == 2
+    assert db.show("model") == ["lenet5"] and db.show("model", "lenet5") == [1, 2]
+    assert db.load("trainer", "my_configuration")["epochs"] == 3
+
+    # Listen: the backfill runs here; then a late insert is predicted incrementally.
+    status = model.predict(X="img", db=db, select=mnist.find(), listen=True)
+    assert status["outputs"] == [{"model_version": 2, "count": 9000}]
+    assert db.show("listener") == ["mnist/img/lenet5"]
+    valid = list(mnist.find({"_fold": "valid"}))
+    right = sum(d["_outputs"]["img"]["lenet5"] == d["class"] for d in valid)
+    assert right / len(valid) >= 0.95
+    late = [dict(d, update=True) for d in digits[9000:9100]]
+    mnist.insert_many(late)
+    done = db.process_pending()
+    assert done["written"] == 100
+    assert mnist.count_documents({"update": True, "_outputs.img.lenet5": {"$exists": True}}) == 100
+    jobs = db.jobs(50)
+    assert {j["kind"] for j in jobs} >= {"fit", "backfill", "predict"}
+    assert db.errors() == []
+    # Removing the listener switches it off and keeps the documents.
+    db.remove("listener", "mnist/img/lenet5")
+    assert db.listeners() == []
+    assert mnist.count_documents() == 9100
+
+
+def test_pytorch_weights_and_onnx_give_pytorch_predictions(digits):
+    from conftest import REPO
+    reference = np.fromfile(REPO / "data/lenet5/reference-predictions-u8-1000.bin", dtype=np.uint8)
+    imgs = [d["img"] for d in digits[:1000]]
+    pth = vigil.Model.pytorch("torch", vigil.lenet5(10), str(REPO / "data/lenet5/torch_lenet5.pth"),
+                              preprocess=vigil.mnist_preprocess(), postprocess="argmax")
+    onnx = vigil.Model.onnx("onnx", str(REPO / "data/lenet5/lenet5.onnx"),
+                            preprocess=vigil.mnist_preprocess(), postprocess="argmax")
+    assert pth.predict(imgs) == reference.tolist()
+    assert onnx.predict(imgs) == reference.tolist()
+
+
+def test_network_specs_as_dicts_or_json_and_model_errors(db, digits):
+    import json
+    spec = json.dumps(vigil.lenet5(10))
+    model = vigil.Model.network("from_json", spec, preprocess=vigil.mnist_preprocess(),
+                                postprocess="identity")
+    out = model.predict([digits[0]["img"]])
+    assert out[0].shape == (10,)  # the raw outputs, as an array
+    with pytest.raises(vigil.ModelError, match="input #1"):
+        model.predict([digits[0]["img"], "not an image"])
+    with pytest.raises(ValueError, match="invalid network spec"):
+        vigil.Model.network("bad", {"layers": "nope"})
+    with pytest.raises(vigil.ModelError):
+        vigil.Model.onnx("bad", b"not onnx")
+
+
+def test_a_python_thread_runs_while_fit_holds_no_gil(db, digits):
+    mnist = db["mnist"]
+    mnist.insert_many(digits[:3000])
+    ticks = []
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=count)
+    start = time.perf_counter()
+    t.start()
+    lenet().fit(X="img", y="class", db=db, select=mnist.find(),
+                configuration=vigil.TrainerConfig("c", epochs=1, validation_interval=1000),
+                progress=False)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    t.join()
+    # Had fit held the GIL, the thread would have ticked only before and after it.
+    assert elapsed > 0.3
+    assert len(ticks) > 0.3 * elapsed / 0.0012, (len(ticks), elapsed)
+
+
+WORKER = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    import vigil
+
+    def mean(images):
+        time.sleep(0.05)  # slow enough to be killed mid-batch, many times
+        return [float(np.asarray(img, dtype=np.float64).mean()) for img in images]
+
+    db = vigil.connect(sys.argv[1])
+    vigil.Worker(db, models={"mean": mean}, batch_size=32).run(stop_after_idle=float(sys.argv[2]))
+""")
+
+
+def test_python_model_behind_a_killed_worker_loses_nothing(db_url, digits, tmp_path):
+    def mean(images):
+        return [float(np.asarray(img, dtype=np.float64).mean()) for img in images]
+
+    db = vigil.connect(db_url, seed=3)
+    mnist = db["mnist"]
+    mnist.insert_many(digits[:2000])
+    db.add(vigil.Model.python("mean", mean, batch_size=32))
+    db.listen("mnist", "img", "mean")
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    rng = random.Random(11)
+    kills = 0
+    while kills < 8:
+        w = subprocess.Popen([sys.executable, str(script), db_url, "30"])
+        time.sleep(rng.uniform(0.3, 0.8))
+        if db.listener_status("mnist/img/mean")["pending"] == 0:
+            w.send_signal(signal.SIGKILL)
+            w.wait()
+            break
+        w.send_signal(signal.SIGKILL)
+        w.wait()
+        kills += 1
+    # More documents arrive while no worker runs; a final worker finishes everything.
+    mnist.insert_many(digits[2000:2200])
+    w = subprocess.run([sys.executable, str(script), db_url, "1.5"], timeout=300)
+    assert w.returncode == 0
+    status = db.listener_status("mnist/img/mean")
+    assert kills >= 3, "the worker finished before it could be killed often enough"
+    assert status["pending"] == 0
+    assert status["outputs"] == [{"model_version": 1, "count": 2200}]
+    for doc in mnist.find():
+        expected = float(np.asarray(doc["img"], dtype=np.float64).mean())
+        assert doc["_outputs"]["img"]["mean"] == pytest.approx(expected)
+    assert db.errors() == []
