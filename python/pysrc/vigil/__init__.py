@@ -122,35 +122,42 @@ def _selection(select: Any):
 
 
 class _Bar:
-    """A progress bar: tqdm's (notebook-aware) when installed, else a plain one on stderr."""
+    """A progress bar: tqdm's (notebook-aware) when installed, else a plain one on stderr that
+    redraws in place on a terminal and prints a line every 10% elsewhere (a notebook, a log)."""
 
     def __init__(self, total: int, desc: str) -> None:
-        self.n = 0
         self.desc = desc
+        self.total = total
+        self._shown = -1
+        self._tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
         try:
             from tqdm.auto import tqdm  # type: ignore
             self._tqdm = tqdm(total=total or None, desc=desc)
         except ImportError:
             self._tqdm = None
-            self.total = total
 
     def update_to(self, n: int, postfix: str = "") -> None:
         if self._tqdm is not None:
             self._tqdm.update(n - self._tqdm.n)
             if postfix:
                 self._tqdm.set_postfix_str(postfix)
-        else:
-            self.n = n
-            width = 30
-            done = int(width * n / self.total) if self.total else 0
-            sys.stderr.write(f"\r{self.desc} [{'=' * done}{' ' * (width - done)}] "
-                             f"{n}/{self.total or '?'} {postfix}")
-            sys.stderr.flush()
+            return
+        step = int(100 * n / self.total) if self.total else 0
+        if not self._tty:
+            step -= step % 10
+        if step == self._shown and n != self.total:
+            return
+        self._shown = step
+        width = 30
+        done = width * step // 100
+        line = f"{self.desc} [{'=' * done}{' ' * (width - done)}] {n}/{self.total or '?'} {postfix}"
+        sys.stderr.write(("\r" + line) if self._tty else (line + "\n"))
+        sys.stderr.flush()
 
     def close(self) -> None:
         if self._tqdm is not None:
             self._tqdm.close()
-        else:
+        elif self._tty:
             sys.stderr.write("\n")
 
 
