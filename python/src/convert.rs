@@ -6,7 +6,9 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
+};
 use serde_json::Value as Json;
 use vigil::{DType, Document, Encoded as RustEncoded, Tensor, Value};
 
@@ -53,7 +55,11 @@ impl Encoded {
     }
 
     fn __repr__(&self) -> String {
-        format!("<vigil.Encoded {} ({} bytes)>", self.codec, self.value.bytes().len())
+        format!(
+            "<vigil.Encoded {} ({} bytes)>",
+            self.codec,
+            self.value.bytes().len()
+        )
     }
 }
 
@@ -162,12 +168,24 @@ fn pil_to_value(obj: &Bound<'_, PyAny>, path: &str) -> PyResult<Value> {
     }
     let (w, h): (u32, u32) = img.getattr("size")?.extract()?;
     let raw: Vec<u8> = img.call_method0("tobytes")?.extract()?;
-    let bad = || PyValueError::new_err(format!("`{path}`: the image's pixels do not match its size"));
+    let bad = || {
+        PyValueError::new_err(format!(
+            "`{path}`: the image's pixels do not match its size"
+        ))
+    };
     let dynamic = match mode.as_str() {
-        "L" => image::DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, raw).ok_or_else(bad)?),
-        "LA" => image::DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_raw(w, h, raw).ok_or_else(bad)?),
-        "RGB" => image::DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, raw).ok_or_else(bad)?),
-        _ => image::DynamicImage::ImageRgba8(image::RgbaImage::from_raw(w, h, raw).ok_or_else(bad)?),
+        "L" => {
+            image::DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, raw).ok_or_else(bad)?)
+        }
+        "LA" => image::DynamicImage::ImageLumaA8(
+            image::GrayAlphaImage::from_raw(w, h, raw).ok_or_else(bad)?,
+        ),
+        "RGB" => {
+            image::DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, raw).ok_or_else(bad)?)
+        }
+        _ => {
+            image::DynamicImage::ImageRgba8(image::RgbaImage::from_raw(w, h, raw).ok_or_else(bad)?)
+        }
     };
     Value::image(&dynamic).py()
 }
@@ -311,7 +329,9 @@ fn json_at(obj: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<Json> {
     if let Ok(f) = obj.cast::<PyFloat>() {
         return serde_json::Number::from_f64(f.value())
             .map(Json::Number)
-            .ok_or_else(|| PyValueError::new_err(format!("`{path}`: {} is not a finite number", f.value())));
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("`{path}`: {} is not a finite number", f.value()))
+            });
     }
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Json::String(s.extract::<String>()?));

@@ -14,6 +14,9 @@ use vigil::{Collection, Datalayer, Document, UpdateOutcome};
 use crate::convert::{document_to_py, json_or_empty, to_document, to_json, to_py};
 use crate::errors::IntoPy;
 
+/// Documents converted per visit to the interpreter while inserting.
+const INSERT_CHUNK: usize = 128;
+
 /// Documents converted per trip across the GIL boundary while reading.
 const READ_BATCH: usize = 256;
 
@@ -105,22 +108,43 @@ impl PyCollection {
     /// read one document at a time as the database writes them, so a generator larger than
     /// memory inserts in bounded memory. Returns the `_id`s.
     fn insert_many(&self, py: Python<'_>, documents: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        // A sized iterable (a list) says how many documents come, so the backend can pull
+        // and encode them on its second thread while this one writes.
+        let hint = documents.len().unwrap_or(0);
         let iter = documents.try_iter()?.unbind();
         let failure: Mutex<Option<PyErr>> = Mutex::new(None);
-        let source = std::iter::from_fn(|| {
-            Python::attach(|py| {
-                let next = iter.bind(py).clone().next()?;
-                let converted = next.and_then(|obj| to_document(&obj));
-                Some(converted.map_err(|e| {
-                    let text = e.to_string();
-                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    vigil::Error::InvalidDocument {
-                        location: Default::default(),
-                        reason: text,
+        // Documents are converted a chunk at a time, each chunk in one visit to the
+        // interpreter: attaching a thread to it costs more than converting a digit.
+        let mut chunk: VecDeque<vigil::Result<Document>> = VecDeque::new();
+        let mut exhausted = false;
+        let pull = std::iter::from_fn(|| {
+            if chunk.is_empty() && !exhausted {
+                Python::attach(|py| {
+                    let it = iter.bind(py);
+                    while chunk.len() < INSERT_CHUNK {
+                        let Some(next) = it.clone().next() else {
+                            exhausted = true;
+                            break;
+                        };
+                        match next.and_then(|obj| to_document(&obj)) {
+                            Ok(doc) => chunk.push_back(Ok(doc)),
+                            Err(e) => {
+                                let text = e.to_string();
+                                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                                chunk.push_back(Err(vigil::Error::InvalidDocument {
+                                    location: Default::default(),
+                                    reason: text,
+                                }));
+                                exhausted = true;
+                                break;
+                            }
+                        }
                     }
-                }))
-            })
+                });
+            }
+            chunk.pop_front()
         });
+        let source = Hinted { inner: pull, hint };
         let result = py.detach(|| self.inner.insert_from(source));
         if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e); // the Python error (a bad value, or the iterable's own) as raised
@@ -145,7 +169,10 @@ impl PyCollection {
             collection: self.inner.clone(),
             query: Mutex::new(Query {
                 filter: json_or_empty(filter)?,
-                projection: projection.filter(|p| !p.is_none()).map(to_json).transpose()?,
+                projection: projection
+                    .filter(|p| !p.is_none())
+                    .map(to_json)
+                    .transpose()?,
                 sort: None,
                 skip: 0,
                 limit: None,
@@ -163,7 +190,10 @@ impl PyCollection {
         projection: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let filter = json_or_empty(filter)?;
-        let projection = projection.filter(|p| !p.is_none()).map(to_json).transpose()?;
+        let projection = projection
+            .filter(|p| !p.is_none())
+            .map(to_json)
+            .transpose()?;
         let doc = py
             .detach(|| {
                 let mut find = self.inner.find(filter).limit(1);
@@ -244,6 +274,23 @@ impl PyCollection {
     }
 }
 
+/// An iterator with a size hint from the Python side.
+struct Hinted<I> {
+    inner: I,
+    hint: usize,
+}
+
+impl<I: Iterator> Iterator for Hinted<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        self.hint = self.hint.saturating_sub(1);
+        self.inner.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.hint, None)
+    }
+}
+
 struct Query {
     filter: Json,
     projection: Option<Json>,
@@ -268,8 +315,16 @@ pub struct PyCursor {
 
 impl PyCursor {
     fn refine(slf: &Bound<'_, Self>, f: impl FnOnce(&mut Query)) -> PyResult<Py<Self>> {
-        if slf.get().running.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-            return Err(PyValueError::new_err("the cursor is already being iterated"));
+        if slf
+            .get()
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return Err(PyValueError::new_err(
+                "the cursor is already being iterated",
+            ));
         }
         f(&mut slf.get().query.lock().unwrap_or_else(|p| p.into_inner()));
         Ok(slf.clone().unbind())
@@ -286,7 +341,11 @@ impl PyCursor {
 impl PyCursor {
     /// Sorts by `key` (`1` ascending, `-1` descending), or by a dict or list of pairs.
     #[pyo3(signature = (key, direction=None))]
-    fn sort(slf: &Bound<'_, Self>, key: &Bound<'_, PyAny>, direction: Option<i64>) -> PyResult<Py<Self>> {
+    fn sort(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        direction: Option<i64>,
+    ) -> PyResult<Py<Self>> {
         let spec = match key.extract::<String>() {
             Ok(k) => json!({ k: direction.unwrap_or(1) }),
             Err(_) => {
@@ -343,7 +402,13 @@ impl PyCursor {
         if running.is_none() {
             let (filter, projection, sort, skip, limit) = {
                 let q = self.query.lock().unwrap_or_else(|p| p.into_inner());
-                (q.filter.clone(), q.projection.clone(), q.sort.clone(), q.skip, q.limit)
+                (
+                    q.filter.clone(),
+                    q.projection.clone(),
+                    q.sort.clone(),
+                    q.skip,
+                    q.limit,
+                )
             };
             let cursor = py
                 .detach(|| {

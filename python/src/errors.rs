@@ -6,12 +6,42 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 create_exception!(vigil, Error, PyException, "Every error vigil raises.");
-create_exception!(vigil, NotFoundError, Error, "A component, listener or artifact that does not exist.");
-create_exception!(vigil, InvalidQueryError, Error, "A filter, update, sort, projection or name that is not valid.");
-create_exception!(vigil, InvalidDocumentError, Error, "A document (or value) that cannot be stored.");
-create_exception!(vigil, DecodeError, Error, "Bytes that do not decode under their codec, or corrupt stored data.");
-create_exception!(vigil, ModelError, Error, "A model that cannot be built, loaded, trained or run on its input.");
-create_exception!(vigil, BackendError, Error, "The database failed (unreachable, locked, ...).");
+create_exception!(
+    vigil,
+    NotFoundError,
+    Error,
+    "A component, listener or artifact that does not exist."
+);
+create_exception!(
+    vigil,
+    InvalidQueryError,
+    Error,
+    "A filter, update, sort, projection or name that is not valid."
+);
+create_exception!(
+    vigil,
+    InvalidDocumentError,
+    Error,
+    "A document (or value) that cannot be stored."
+);
+create_exception!(
+    vigil,
+    DecodeError,
+    Error,
+    "Bytes that do not decode under their codec, or corrupt stored data."
+);
+create_exception!(
+    vigil,
+    ModelError,
+    Error,
+    "A model that cannot be built, loaded, trained or run on its input."
+);
+create_exception!(
+    vigil,
+    BackendError,
+    Error,
+    "The database failed (unreachable, locked, ...)."
+);
 
 /// The Python exception for a vigil error: the class by kind, the message with its causes.
 pub fn to_py(e: vigil::Error) -> PyErr {
@@ -37,7 +67,9 @@ pub fn to_py(e: vigil::Error) -> PyErr {
         | E::Encode { .. }
         | E::UnknownCodec { .. }
         | E::WrongType { .. } => InvalidDocumentError::new_err(message),
-        E::Decode { .. } | E::Corrupt { .. } | E::InvalidData { .. } => DecodeError::new_err(message),
+        E::Decode { .. } | E::Corrupt { .. } | E::InvalidData { .. } => {
+            DecodeError::new_err(message)
+        }
         E::Model { .. } => ModelError::new_err(message),
         _ => BackendError::new_err(message),
     }
@@ -61,7 +93,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Error", py.get_type::<Error>())?;
     m.add("NotFoundError", py.get_type::<NotFoundError>())?;
     m.add("InvalidQueryError", py.get_type::<InvalidQueryError>())?;
-    m.add("InvalidDocumentError", py.get_type::<InvalidDocumentError>())?;
+    m.add(
+        "InvalidDocumentError",
+        py.get_type::<InvalidDocumentError>(),
+    )?;
     m.add("DecodeError", py.get_type::<DecodeError>())?;
     m.add("ModelError", py.get_type::<ModelError>())?;
     m.add("BackendError", py.get_type::<BackendError>())?;

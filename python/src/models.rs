@@ -108,7 +108,12 @@ impl PyModel {
     ) -> PyResult<PyModel> {
         let spec: NetworkSpec = from_json("network spec", json_arg(spec)?)?;
         let model = PipelineModel::network(identifier, spec, seed).py()?;
-        Ok(Self::wrap(pipeline(model, preprocess, postprocess, batch_size)?))
+        Ok(Self::wrap(pipeline(
+            model,
+            preprocess,
+            postprocess,
+            batch_size,
+        )?))
     }
 
     /// A network whose weights come from a PyTorch `state_dict` file (`.pth`).
@@ -124,7 +129,12 @@ impl PyModel {
     ) -> PyResult<PyModel> {
         let spec: NetworkSpec = from_json("network spec", json_arg(spec)?)?;
         let model = PipelineModel::network_from_pytorch(identifier, spec, &path).py()?;
-        Ok(Self::wrap(pipeline(model, preprocess, postprocess, batch_size)?))
+        Ok(Self::wrap(pipeline(
+            model,
+            preprocess,
+            postprocess,
+            batch_size,
+        )?))
     }
 
     /// An ONNX graph, from its bytes or a file path.
@@ -147,7 +157,12 @@ impl PyModel {
             }
         };
         let model = PipelineModel::onnx(identifier, bytes).py()?;
-        Ok(Self::wrap(pipeline(model, preprocess, postprocess, batch_size)?))
+        Ok(Self::wrap(pipeline(
+            model,
+            preprocess,
+            postprocess,
+            batch_size,
+        )?))
     }
 
     /// A Python callable as a model of this process: `fn(list_of_inputs) -> list_of_outputs`,
@@ -194,7 +209,12 @@ impl PyModel {
         }
         let model = &self.inner;
         let outputs = py
-            .detach(|| model.lock().unwrap_or_else(|p| p.into_inner()).predict(&values))
+            .detach(|| {
+                model
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .predict(&values)
+            })
             .py()?;
         Ok(values_to_list(py, &outputs)?.into_any().unbind())
     }
@@ -233,7 +253,11 @@ pub fn register_python_function(name: &str, function: Py<PyAny>) {
             if values.len() != inputs.len() {
                 return Err(vigil::Error::model(
                     &model,
-                    format!("returned {} outputs for {} inputs", values.len(), inputs.len()),
+                    format!(
+                        "returned {} outputs for {} inputs",
+                        values.len(),
+                        inputs.len()
+                    ),
                 ));
             }
             Ok(values)
@@ -289,12 +313,11 @@ pub fn read_mnist(
                 .collect()
         })
         .py()?;
-    Ok(values_to_list(
-        py,
-        &docs.into_iter().map(Value::Object).collect::<Vec<_>>(),
-    )?
-    .into_any()
-    .unbind())
+    Ok(
+        values_to_list(py, &docs.into_iter().map(Value::Object).collect::<Vec<_>>())?
+            .into_any()
+            .unbind(),
+    )
 }
 
 fn job_to_py(py: Python<'_>, job: &JobRecord) -> PyResult<Py<PyAny>> {
@@ -340,7 +363,12 @@ impl PyDatalayer {
 
     /// A stored model (the latest version unless `version`).
     #[pyo3(signature = (identifier, version=None))]
-    fn load_model(&self, py: Python<'_>, identifier: &str, version: Option<u32>) -> PyResult<PyModel> {
+    fn load_model(
+        &self,
+        py: Python<'_>,
+        identifier: &str,
+        version: Option<u32>,
+    ) -> PyResult<PyModel> {
         let m = py.detach(|| self.db.load_model(identifier, version)).py()?;
         Ok(PyModel::wrap(m))
     }
@@ -354,7 +382,9 @@ impl PyDatalayer {
         identifier: &str,
         version: Option<u32>,
     ) -> PyResult<(u32, Py<PyAny>)> {
-        let c = py.detach(|| self.db.show_record(kind, identifier, version)).py()?;
+        let c = py
+            .detach(|| self.db.show_record(kind, identifier, version))
+            .py()?;
         Ok((c.version, json_to_py(py, &c.record)?))
     }
 
@@ -371,7 +401,13 @@ impl PyDatalayer {
     /// Removes one version, or all; switching a listener off first when `kind` is
     /// `listener`. Returns how many records were removed.
     #[pyo3(signature = (kind, identifier, version=None))]
-    fn remove(&self, py: Python<'_>, kind: &str, identifier: &str, version: Option<u32>) -> PyResult<u64> {
+    fn remove(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        identifier: &str,
+        version: Option<u32>,
+    ) -> PyResult<u64> {
         py.detach(|| {
             if kind == vigil::LISTENER && version.is_none() {
                 self.db.remove_listener(identifier)?;
@@ -400,7 +436,11 @@ impl PyDatalayer {
     ) -> PyResult<Py<PyAny>> {
         let (collection, filter) = selection(select)?;
         let cfg = to_json(configuration)?;
-        let id = cfg.get("identifier").and_then(Json::as_str).unwrap_or("trainer").to_string();
+        let id = cfg
+            .get("identifier")
+            .and_then(Json::as_str)
+            .unwrap_or("trainer")
+            .to_string();
         let mut base = serde_json::to_value(TrainerConfig::new(&id))
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         if let (Some(b), Json::Object(user)) = (base.as_object_mut(), cfg) {
@@ -424,7 +464,11 @@ impl PyDatalayer {
                         FitProgress::Started { total_steps } => event
                             .set_item("event", "started")
                             .and_then(|_| event.set_item("total_steps", total_steps)),
-                        FitProgress::Training(Progress::Step { iteration, epoch, loss }) => event
+                        FitProgress::Training(Progress::Step {
+                            iteration,
+                            epoch,
+                            loss,
+                        }) => event
                             .set_item("event", "step")
                             .and_then(|_| event.set_item("iteration", iteration))
                             .and_then(|_| event.set_item("epoch", epoch))
@@ -470,7 +514,10 @@ impl PyDatalayer {
     ) -> PyResult<Py<PyAny>> {
         let select = json_or_empty(select)?;
         let on = py
-            .detach(|| self.db.listen_version(collection, key, model, select, version))
+            .detach(|| {
+                self.db
+                    .listen_version(collection, key, model, select, version)
+            })
             .py()?;
         let d = PyDict::new(py);
         d.set_item("listener", to_pyjson(py, &on.listener)?)?;
@@ -546,7 +593,8 @@ impl PyDatalayer {
                     }
                     None => {
                         // Short waits, so Ctrl-C is seen promptly.
-                        self.db.wait_for_work(Duration::from_secs_f64(idle_wait.clamp(0.0, 0.25)))?;
+                        self.db
+                            .wait_for_work(Duration::from_secs_f64(idle_wait.clamp(0.0, 0.25)))?;
                         Ok(false)
                     }
                 }
