@@ -71,6 +71,7 @@ pub fn to_py(e: vigil::Error) -> PyErr {
             DecodeError::new_err(message)
         }
         E::Model { .. } => ModelError::new_err(message),
+        E::Interrupted { .. } => pyo3::exceptions::PyKeyboardInterrupt::new_err(message),
         _ => BackendError::new_err(message),
     }
 }

@@ -3,6 +3,7 @@
 //! process only (loading runs no code, so it is stored by name and must be registered again,
 //! under the same name, in every process that runs it).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -456,9 +457,25 @@ impl PyDatalayer {
         for v in validation_sets.unwrap_or_default() {
             options = options.validation_set(from_json::<Dataset>("dataset", to_json(&v)?)?);
         }
-        if let Some(cb) = progress {
+        // Ctrl-C: the observer runs on this (the calling) thread between steps, looks for
+        // pending signals, and on KeyboardInterrupt raises the stop flag; the training then
+        // stops at once, and the interrupt is raised here.
+        let stop = Arc::new(AtomicBool::new(false));
+        let interrupt: Arc<Mutex<Option<PyErr>>> = Arc::default();
+        let (flag, caught) = (Arc::clone(&stop), Arc::clone(&interrupt));
+        options = options.stop_when(Arc::clone(&stop));
+        {
+            let cb = progress;
             options = options.on_progress(Arc::new(move |p: &FitProgress<'_>| {
                 Python::attach(|py| {
+                    if let Err(e) = py.check_signals() {
+                        flag.store(true, Ordering::Relaxed);
+                        *caught.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return;
+                    }
+                    let Some(cb) = &cb else {
+                        return;
+                    };
                     let event = PyDict::new(py);
                     let filled = match p {
                         FitProgress::Started { total_steps } => event
@@ -486,12 +503,14 @@ impl PyDatalayer {
             }));
         }
         let inner = &model.inner;
-        let report = py
-            .detach(|| {
-                let mut m = inner.lock().unwrap_or_else(|p| p.into_inner());
-                self.db.fit(&mut m, options)
-            })
-            .py()?;
+        let report = py.detach(|| {
+            let mut m = inner.lock().unwrap_or_else(|p| p.into_inner());
+            self.db.fit(&mut m, options)
+        });
+        if let Some(e) = interrupt.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
+        let report = report.py()?;
         let d = PyDict::new(py);
         d.set_item("iterations", report.iterations)?;
         d.set_item("best", report.best)?;

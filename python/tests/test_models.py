@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -165,3 +166,41 @@ def test_python_model_behind_a_killed_worker_loses_nothing(db_url, digits, tmp_p
         expected = float(np.asarray(doc["img"], dtype=np.float64).mean())
         assert doc["_outputs"]["img"]["mean"] == pytest.approx(expected)
     assert db.errors() == []
+
+
+INTERRUPTED_FIT = textwrap.dedent("""
+    import sys, time
+    import vigil
+
+    db = vigil.connect(sys.argv[1])
+    mnist = db["mnist"]
+    mnist.insert_many(vigil.read_mnist(sys.argv[2], limit=3000))
+    model = vigil.Model.network("lenet5", vigil.lenet5(10), preprocess=vigil.mnist_preprocess())
+    db.add(model)
+    print("training", flush=True)
+    start = time.time()
+    try:
+        model.fit(X="img", y="class", db=db, select=mnist.find(),
+                  configuration=vigil.TrainerConfig("long", epochs=50), progress=False)
+    except KeyboardInterrupt:
+        print(f"interrupted after {time.time() - start:.1f} s", flush=True)
+        print("versions", db.show("model", "lenet5"), flush=True)
+        print("job", db.jobs(1)[0]["status"], flush=True)
+""")
+
+
+def test_ctrl_c_interrupts_a_fit_cleanly(db_url, tmp_path):
+    from conftest import MNIST
+    script = tmp_path / "fit.py"
+    script.write_text(INTERRUPTED_FIT)
+    p = subprocess.Popen([sys.executable, str(script), db_url, str(MNIST)],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "training"
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 0, out
+    seconds = float(re.search(r"interrupted after ([0-9.]+) s", out).group(1))
+    assert seconds < 20, out  # 50 epochs would take minutes
+    assert "versions [1]" in out  # no half-trained version was stored
+    assert "job failed" in out

@@ -208,6 +208,14 @@ pub enum Error {
         version: Option<u32>,
     },
 
+    /// Work stopped on request (a stop flag, Ctrl-C) before it finished; nothing it had not
+    /// committed was kept.
+    #[error("interrupted: {what} stopped on request")]
+    Interrupted {
+        /// What stopped, e.g. `training`.
+        what: String,
+    },
+
     /// The stored data is not what vigil wrote (edited by hand, or a newer format).
     #[error("corrupt stored data in `{collection}`: {reason}")]
     Corrupt {

@@ -3,6 +3,7 @@
 //! decides when patience has run out. [`fit`] wires it to a network and an optimizer.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -249,7 +250,7 @@ impl<'a> Trainer<'a> {
         net: &Net,
         model: &PipelineModel,
         validations: &mut [Validation<'_>],
-        progress: &mut dyn FnMut(&Progress),
+        progress: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
     ) -> Result<bool> {
         let inference = net.valid();
         let mut recorded = Vec::new();
@@ -263,10 +264,14 @@ impl<'a> Trainer<'a> {
         for (k, v) in &recorded {
             self.values.entry(k.clone()).or_default().push(*v);
         }
-        progress(&Progress::Validated {
+        if progress(&Progress::Validated {
             iteration: self.iteration,
             values: recorded.clone(),
-        });
+        })
+        .is_break()
+        {
+            return Err(interrupted());
+        }
         self.keep_best(&recorded, &inference)
     }
 
@@ -377,15 +382,23 @@ impl<'a> Trainer<'a> {
     }
 }
 
+fn interrupted() -> Error {
+    Error::Interrupted {
+        what: "training".into(),
+    }
+}
+
 /// Trains a network model in place: on return its weights are the best checkpoint and its
-/// `metric_values` hold every validation. Only declarative networks train.
+/// `metric_values` hold every validation. Only declarative networks train. `progress` sees
+/// every step and validation; returning `ControlFlow::Break` stops the training with
+/// [`Error::Interrupted`], leaving the model as it was.
 pub fn fit(
     model: &mut PipelineModel,
     config: &TrainerConfig,
     train: &mut dyn DataSource,
     validations: &mut [Validation<'_>],
     metrics: &[Metric],
-    progress: &mut dyn FnMut(&Progress),
+    progress: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
 ) -> Result<FitReport> {
     let id = model.record.identifier.clone();
     let ModelKind::Network { spec, .. } = model.record.kind.clone() else {
@@ -459,11 +472,15 @@ pub fn fit(
             });
             net = stepped;
             let due = trainer.stepped(loss);
-            progress(&Progress::Step {
+            if progress(&Progress::Step {
                 iteration: trainer.iteration,
                 epoch,
                 loss,
-            });
+            })
+            .is_break()
+            {
+                return Err(interrupted());
+            }
             if due && trainer.validate(&net, model, validations, progress)? {
                 stopped_early = true;
                 break 'epochs;

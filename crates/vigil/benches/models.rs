@@ -73,7 +73,10 @@ fn main() {
             .unwrap()
             .preprocess(vec![Preprocess::ToTensor]);
         let t = Instant::now();
-        fit(&mut m, &trainer, &mut in_memory, &mut [], &[], &mut |_| {}).unwrap();
+        fit(&mut m, &trainer, &mut in_memory, &mut [], &[], &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
         times.0.push(t.elapsed().as_secs_f64());
         let mut m = PipelineModel::network("lenet5", lenet5(10), 42)
             .unwrap()

@@ -19,7 +19,9 @@ fn main() -> vigil::Result<()> {
     let data = args.next().unwrap_or_else(|| "data/mnist".into());
     let path = args.next().unwrap_or_else(|| "stages.db".into());
     let _ = std::fs::remove_file(&path);
-    let db = vigil::Options::new().seed(1).connect(&format!("sqlite://{path}"))?;
+    let db = vigil::Options::new()
+        .seed(1)
+        .connect(&format!("sqlite://{path}"))?;
     let mnist = db.collection("mnist")?;
     // The digits as images in memory, as Python holds them as PIL images before inserting.
     let digits: Vec<vigil_datasets::mnist::Digit> =
@@ -42,9 +44,15 @@ fn main() -> vigil::Result<()> {
     db.process_pending()?;
     let backfill = start.elapsed().as_secs_f64();
 
-    let trainer = TrainerConfig::new("epoch").epochs(1).batch_size(64).validation_interval(1_000_000);
+    let trainer = TrainerConfig::new("epoch")
+        .epochs(1)
+        .batch_size(64)
+        .validation_interval(1_000_000);
     let start = Instant::now();
-    db.fit(&mut model, FitOptions::new("img", "class", &mnist, json!({}), trainer))?;
+    db.fit(
+        &mut model,
+        FitOptions::new("img", "class", &mnist, json!({}), trainer),
+    )?;
     let fit = start.elapsed().as_secs_f64();
 
     println!(

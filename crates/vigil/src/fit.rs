@@ -1,5 +1,7 @@
 //! `fit`: training a model on documents selected from the database, streamed in batches.
 
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
@@ -26,6 +28,7 @@ pub struct FitOptions {
     metrics: Vec<Metric>,
     validation_sets: Vec<Dataset>,
     observer: Option<FitObserver>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for FitOptions {
@@ -77,6 +80,7 @@ impl FitOptions {
             metrics: Vec::new(),
             validation_sets: Vec::new(),
             observer: None,
+            stop: None,
         }
     }
 
@@ -89,6 +93,14 @@ impl FitOptions {
     /// Adds a validation set. Default: none.
     pub fn validation_set(mut self, dataset: Dataset) -> Self {
         self.validation_sets.push(dataset);
+        self
+    }
+
+    /// Stops the training, with [`vigil_core::Error::Interrupted`], at the first step after
+    /// `flag` is set (from another thread, a signal handler or the observer). The model and
+    /// the registry stay as they were. Default: none.
+    pub fn stop_when(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
         self
     }
 
@@ -270,6 +282,10 @@ impl Datalayer {
             &mut |p| {
                 if let Some(observer) = &options.observer {
                     observer(&FitProgress::Training(p));
+                }
+                match &options.stop {
+                    Some(stop) if stop.load(Ordering::Relaxed) => ControlFlow::Break(()),
+                    _ => ControlFlow::Continue(()),
                 }
             },
         );
