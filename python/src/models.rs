@@ -583,9 +583,12 @@ impl PyDatalayer {
         applied_to_py(py, &total)
     }
 
-    /// Computes listener work as it comes until Ctrl-C (or `stop_after` seconds idle, when
-    /// given), like `vigil worker`; database errors are retried with backoff.
-    #[pyo3(signature = (*, batch_size=256, lease_seconds=30.0, idle_wait=0.25, stop_after_idle=None))]
+    /// Computes listener work as it comes until Ctrl-C (or `stop_after_idle` seconds idle,
+    /// when given), like `vigil worker`; database errors are retried with backoff. A batch
+    /// running past `time_limit` seconds in the model, or raising a panic, is split until the
+    /// documents causing it stand alone; they are recorded as failed.
+    #[pyo3(signature = (*, batch_size=256, lease_seconds=30.0, idle_wait=0.25, stop_after_idle=None, time_limit=300.0, max_attempts=5))]
+    #[allow(clippy::too_many_arguments)]
     fn run_worker(
         &self,
         py: Python<'_>,
@@ -593,8 +596,12 @@ impl PyDatalayer {
         lease_seconds: f64,
         idle_wait: f64,
         stop_after_idle: Option<f64>,
+        time_limit: f64,
+        max_attempts: u32,
     ) -> PyResult<Py<PyAny>> {
         let options = WorkerOptions::new()
+            .time_limit(Duration::from_secs_f64(time_limit.max(0.001)))
+            .max_attempts(max_attempts)
             .batch_size(batch_size)
             .lease(Duration::from_secs_f64(lease_seconds.max(0.0)))
             .idle_wait(Duration::from_secs_f64(idle_wait.max(0.0)));

@@ -204,3 +204,49 @@ def test_ctrl_c_interrupts_a_fit_cleanly(db_url, tmp_path):
     assert seconds < 20, out  # 50 epochs would take minutes
     assert "versions [1]" in out  # no half-trained version was stored
     assert "job failed" in out
+
+
+FAULTY_WORKER = textwrap.dedent("""
+    import sys, time
+    import vigil
+
+    def faulty(xs):
+        out = []
+        for x in xs:
+            if x == 13:
+                time.sleep(3600)          # never returns
+            if x == 17:
+                raise RuntimeError("seventeen is cursed")
+            out.append(object() if x == 19 else x * 2)   # 19: an output vigil cannot store
+        return out
+
+    db = vigil.connect(sys.argv[1])
+    vigil.Worker(db, models={"faulty": faulty}, batch_size=16, time_limit=0.5,
+                 max_attempts=1).run(stop_after_idle=1.0)
+    print("worker exited", flush=True)
+""")
+
+
+def test_python_models_that_hang_raise_or_return_garbage_fail_alone(db_url, tmp_path):
+    db = vigil.connect(db_url)
+    coll = db["numbers"]
+    coll.insert_many({"n": n} for n in range(60))
+    db.add(vigil.Model.python("faulty", lambda xs: [x * 2 for x in xs], batch_size=16))
+    db.listen("numbers", "n", "faulty")
+    script = tmp_path / "faulty.py"
+    script.write_text(FAULTY_WORKER)
+    out = subprocess.run([sys.executable, str(script), db_url], capture_output=True, text=True,
+                         timeout=120)
+    assert "worker exited" in out.stdout, out.stderr
+    errors = {e["doc_id"]: e for e in db.errors()}
+    ids = {d["n"]: d["_id"] for d in coll.find({}, {"n": 1})}
+    assert set(errors) == {ids[13], ids[17], ids[19]}
+    assert "did not finish within" in errors[ids[13]]["error"]
+    assert "seventeen is cursed" in errors[ids[17]]["error"]
+    assert "output #0" in errors[ids[19]]["error"]
+    assert all(e["parked"] for e in errors.values())
+    for doc in coll.find():
+        if doc["n"] in (13, 17, 19):
+            assert "_outputs" not in doc or "faulty" not in doc["_outputs"].get("n", {})
+        else:
+            assert doc["_outputs"]["n"]["faulty"] == doc["n"] * 2

@@ -31,6 +31,7 @@
 mod collection;
 mod datalayer;
 mod fit;
+mod guard;
 mod listener;
 pub mod registry;
 mod worker;

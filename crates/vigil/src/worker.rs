@@ -25,6 +25,7 @@ pub struct WorkerOptions {
     lease: Duration,
     retry: RetryPolicy,
     idle_wait: Duration,
+    time_limit: Duration,
     on_error: Option<ErrorHook>,
 }
 
@@ -35,6 +36,7 @@ impl std::fmt::Debug for WorkerOptions {
             .field("lease", &self.lease)
             .field("retry", &self.retry)
             .field("idle_wait", &self.idle_wait)
+            .field("time_limit", &self.time_limit)
             .finish_non_exhaustive()
     }
 }
@@ -46,6 +48,7 @@ impl Default for WorkerOptions {
             lease: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             idle_wait: Duration::from_millis(250),
+            time_limit: Duration::from_secs(300),
             on_error: None,
         }
     }
@@ -82,6 +85,15 @@ impl WorkerOptions {
     /// 5 minutes). Default: 1 s.
     pub fn backoff(mut self, first: Duration) -> Self {
         self.retry.backoff = first;
+        self
+    }
+
+    /// Longest one batch may run in the model. A batch past it is split in halves, each run
+    /// again under the same limit, until the documents that hang stand alone; those are
+    /// recorded as failed (retried with backoff, then parked) and every other document gets
+    /// its output. A panic inside the model is contained the same way. Default: 300 s.
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = limit;
         self
     }
 
@@ -335,7 +347,7 @@ impl Worker {
         }
         if !inputs.is_empty() {
             let model = self.model(&listener.model, listener.model_version)?;
-            let results = model.predict_each(&inputs);
+            let results = crate::guard::predict_guarded(&model, &inputs, self.options.time_limit);
             for ((i, hash), result) in slots.into_iter().zip(results) {
                 outcomes[i] = Some(match result {
                     Ok(value) => Outcome::Output {

@@ -358,13 +358,19 @@ class Worker:
     """Computes listener work in this Python process, like ``vigil worker`` but able to run
     Python-callable models: ``vigil.Worker(db, models={"my_model": fn}).run()``. Same
     guarantees: outputs are applied with their dequeueing in one transaction, so a worker
-    killed at any moment loses and duplicates nothing."""
+    killed at any moment loses and duplicates nothing. A model call running past
+    ``time_limit`` seconds is split until the documents that hang stand alone; they, and
+    documents the model fails on, are retried ``max_attempts`` times with backoff, then parked
+    (see ``db.errors()``)."""
 
     def __init__(self, db: Datalayer, models: Optional[Dict[str, Callable[[list], list]]] = None,
-                 *, batch_size: int = 256, lease_seconds: float = 30.0) -> None:
+                 *, batch_size: int = 256, lease_seconds: float = 30.0,
+                 time_limit: float = 300.0, max_attempts: int = 5) -> None:
         self.db = db
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
+        self.time_limit = time_limit
+        self.max_attempts = max_attempts
         for name, function in (models or {}).items():
             _vigil.register_model_function(name, function)
 
@@ -372,7 +378,9 @@ class Worker:
         """Works until Ctrl-C (KeyboardInterrupt), or until idle ``stop_after_idle`` seconds."""
         return self.db._native.run_worker(batch_size=self.batch_size,
                                           lease_seconds=self.lease_seconds,
-                                          stop_after_idle=stop_after_idle)
+                                          stop_after_idle=stop_after_idle,
+                                          time_limit=self.time_limit,
+                                          max_attempts=self.max_attempts)
 
     def drain(self) -> Dict[str, int]:
         """Processes what is due, then returns."""

@@ -27,6 +27,10 @@ pub struct WorkerArgs {
     /// Longest idle wait, in milliseconds, before looking for retries that came due.
     #[arg(long, default_value_t = 250)]
     idle_ms: u64,
+    /// Longest one batch may run in the model, in milliseconds; a batch past it (or one that
+    /// panics) is split until the documents causing it stand alone and are recorded as failed.
+    #[arg(long, default_value_t = 300_000)]
+    time_limit_ms: u64,
     /// Process what is due, then exit (instead of waiting for more).
     #[arg(long)]
     once: bool,
@@ -39,6 +43,7 @@ pub fn worker(db: &Datalayer, url: &str, args: &WorkerArgs) -> CliResult {
         .max_attempts(args.max_attempts)
         .backoff(Duration::from_millis(args.backoff_ms))
         .idle_wait(Duration::from_millis(args.idle_ms))
+        .time_limit(Duration::from_millis(args.time_limit_ms))
         .on_error(Arc::new(|e| eprintln!("worker: {e}; retrying")));
     let mut worker = db.worker(options)?;
     let start = Instant::now();
