@@ -119,11 +119,22 @@ impl Claim for PgClaim {
     }
 }
 
-/// The applying transaction, with listener ids by name.
+/// The applying transaction, with listener ids by name. Every primitive is one statement over
+/// `unnest`ed arrays, whatever the batch's size: a few round trips per batch, not per item.
 struct PgApply<'a, 't> {
     tx: &'a mut postgres::Transaction<'t>,
     ids: HashMap<String, (i64, u32)>,
 }
+
+/// The keys of a batch's items as parallel arrays: listener ids, document ids (JSON text).
+#[derive(Default)]
+struct Keys {
+    listeners: Vec<i64>,
+    docs: Vec<String>,
+}
+
+/// The join of a keyed table with a batch's keys (`$1` listener ids, `$2` document ids).
+const KEYS: &str = "unnest($1::bigint[], $2::text[]) AS k(l, d)";
 
 impl<'a, 't> PgApply<'a, 't> {
     fn new(tx: &'a mut postgres::Transaction<'t>) -> Result<Self> {
@@ -134,30 +145,40 @@ impl<'a, 't> PgApply<'a, 't> {
         Ok(PgApply { tx, ids })
     }
 
-    /// Runs `sql` once per item, bound to (listener id, document id as JSON text) then the
-    /// item's other values.
-    fn each<'i>(
-        &mut self,
-        sql: &str,
-        rows: impl IntoIterator<Item = (&'i WorkItem, Vec<Box<dyn ToSql + Sync>>)>,
-    ) -> Result<()> {
-        let stmt = self.tx.prepare(sql).map_err(pg_err("applying outputs"))?;
-        for (item, extra) in rows {
-            let Some(&(lid, _)) = self.ids.get(&item.listener) else {
-                continue;
-            };
-            let doc_id = id_json(&item.doc_id)?;
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&lid, &doc_id];
-            params.extend(extra.iter().map(|p| p.as_ref()));
-            self.tx
-                .execute(&stmt, &params)
-                .map_err(pg_err("applying outputs"))?;
+    /// The keys of `items`, and for each item kept its index (items of removed listeners
+    /// are left out).
+    fn keys<'i>(
+        &self,
+        items: impl IntoIterator<Item = &'i WorkItem>,
+    ) -> Result<(Keys, Vec<usize>)> {
+        let mut keys = Keys::default();
+        let mut kept = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            if let Some(&(lid, _)) = self.ids.get(&item.listener) {
+                keys.listeners.push(lid);
+                keys.docs.push(id_json(&item.doc_id)?);
+                kept.push(i);
+            }
         }
+        Ok((keys, kept))
+    }
+
+    /// Runs `sql` once with the keys as `$1`, `$2` and `extra` after them.
+    fn run(&mut self, sql: &str, keys: &Keys, extra: &[&(dyn ToSql + Sync)]) -> Result<()> {
+        if keys.listeners.is_empty() {
+            return Ok(());
+        }
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&keys.listeners, &keys.docs];
+        params.extend_from_slice(extra);
+        self.tx
+            .execute(sql, &params)
+            .map_err(pg_err("applying outputs"))?;
         Ok(())
     }
 
-    fn keys(&mut self, sql: &str, items: &[&WorkItem]) -> Result<()> {
-        self.each(sql, items.iter().map(|i| (*i, Vec::new())))
+    /// Picks the values of the kept items.
+    fn kept<T: Clone>(values: &[T], kept: &[usize]) -> Vec<T> {
+        kept.iter().map(|&i| values[i].clone()).collect()
     }
 }
 
@@ -167,101 +188,123 @@ impl QueueTx for PgApply<'_, '_> {
     }
 
     fn entries(&mut self, items: &[&WorkItem]) -> Result<Vec<Option<QueueEntry>>> {
-        let stmt = self
+        let (keys, kept) = self.keys(items.iter().copied())?;
+        let mut out: Vec<Option<QueueEntry>> = vec![None; items.len()];
+        if kept.is_empty() {
+            return Ok(out);
+        }
+        // Locked in the queue's order, as claims take them, so appliers never deadlock.
+        let rows = self
             .tx
-            .prepare(
-                "SELECT gen, attempts, job FROM vigil_queue WHERE listener = $1 AND doc_id = $2::text FOR UPDATE",
+            .query(
+                &format!(
+                    "SELECT q.listener, q.doc_id, q.gen, q.attempts, q.job FROM vigil_queue q \
+                     JOIN {KEYS} ON q.listener = k.l AND q.doc_id = k.d \
+                     ORDER BY q.seq FOR UPDATE OF q"
+                ),
+                &[&keys.listeners, &keys.docs],
             )
-            .map_err(pg_err("checking a queue entry"))?;
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            let Some(&(lid, _)) = self.ids.get(&item.listener) else {
-                out.push(None);
-                continue;
-            };
-            let row = self
-                .tx
-                .query_opt(&stmt, &[&lid, &id_json(&item.doc_id)?])
-                .map_err(pg_err("checking a queue entry"))?;
-            out.push(row.map(|r| QueueEntry {
-                generation: r.get(0),
-                attempts: r.get::<_, i32>(1) as u32,
-                job: r.get(2),
-            }));
+            .map_err(pg_err("checking queue entries"))?;
+        let index: HashMap<(i64, &str), usize> = kept
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| ((keys.listeners[k], keys.docs[k].as_str()), i))
+            .collect();
+        for r in rows {
+            let (lid, doc): (i64, String) = (r.get(0), r.get(1));
+            if let Some(&i) = index.get(&(lid, doc.as_str())) {
+                out[i] = Some(QueueEntry {
+                    generation: r.get(2),
+                    attempts: r.get::<_, i32>(3) as u32,
+                    job: r.get(4),
+                });
+            }
         }
         Ok(out)
     }
 
     fn release(&mut self, items: &[&WorkItem]) -> Result<()> {
-        self.keys(
-            "UPDATE vigil_queue SET claimed_until = 0, claimed_pid = NULL WHERE listener = $1 AND doc_id = $2::text",
-            items,
+        let (keys, _) = self.keys(items.iter().copied())?;
+        self.run(
+            &format!(
+                "UPDATE vigil_queue SET claimed_until = 0, claimed_pid = NULL FROM {KEYS} \
+                 WHERE listener = k.l AND doc_id = k.d"
+            ),
+            &keys,
+            &[],
         )
     }
 
     fn write_outputs(&mut self, outputs: &[NewOutput<'_>], at: f64) -> Result<()> {
-        let rows = outputs
-            .iter()
-            .map(|o| {
-                let stored = encode_output(&o.item.doc_id, o.value)?;
-                let blobs = (!stored.blobs.is_empty()).then_some(stored.blobs);
-                let extra: Vec<Box<dyn ToSql + Sync>> = vec![
-                    Box::new(o.model_version as i32),
-                    Box::new(o.input_hash.to_string()),
-                    Box::new(stored.json),
-                    Box::new(blobs),
-                    Box::new(at),
-                ];
-                Ok((o.item, extra))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.each(
+        let (keys, kept) = self.keys(outputs.iter().map(|o| o.item))?;
+        let mut versions = Vec::new();
+        let mut hashes = Vec::new();
+        let mut docs = Vec::new();
+        let mut blobs: Vec<Option<Vec<u8>>> = Vec::new();
+        for &i in &kept {
+            let o = &outputs[i];
+            let stored = encode_output(&o.item.doc_id, o.value)?;
+            versions.push(o.model_version as i32);
+            hashes.push(o.input_hash.to_string());
+            docs.push(stored.json);
+            blobs.push((!stored.blobs.is_empty()).then_some(stored.blobs));
+        }
+        self.run(
             "INSERT INTO vigil_outputs (listener, doc_id, model_version, input_hash, doc, blobs, computed_at) \
-             VALUES ($1, $2::text, $3, $4, $5::text::json, $6, $7) ON CONFLICT (listener, doc_id) DO UPDATE SET \
+             SELECT l, d, v, h, j::json, b, $7 FROM \
+               unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::bytea[]) \
+               AS u(l, d, v, h, j, b) \
+             ON CONFLICT (listener, doc_id) DO UPDATE SET \
              model_version = excluded.model_version, input_hash = excluded.input_hash, \
              doc = excluded.doc, blobs = excluded.blobs, computed_at = excluded.computed_at",
-            rows,
+            &keys,
+            &[&versions, &hashes, &docs, &blobs, &at],
         )
     }
 
     fn delete(&mut self, rows: Keyed, items: &[&WorkItem]) -> Result<()> {
+        let (keys, _) = self.keys(items.iter().copied())?;
         let sql = format!(
-            "DELETE FROM {} WHERE listener = $1 AND doc_id = $2::text",
+            "DELETE FROM {} USING {KEYS} WHERE listener = k.l AND doc_id = k.d",
             rows.table()
         );
-        self.keys(&sql, items)
+        self.run(&sql, &keys, &[])
     }
 
     fn record_failures(&mut self, failures: &[NewFailure<'_>], at: f64) -> Result<()> {
-        self.each(
+        let (keys, kept) = self.keys(failures.iter().map(|f| f.item))?;
+        let errors: Vec<String> = failures.iter().map(|f| f.error.to_string()).collect();
+        let attempts: Vec<i32> = failures.iter().map(|f| f.attempts as i32).collect();
+        let parked: Vec<bool> = failures.iter().map(|f| f.parked).collect();
+        self.run(
             "INSERT INTO vigil_errors (listener, doc_id, error, attempts, first_failed, last_failed, parked) \
-             VALUES ($1, $2::text, $3, $4, $5, $5, $6) ON CONFLICT (listener, doc_id) DO UPDATE SET \
+             SELECT l, d, e, a, $6, $6, p FROM \
+               unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::bool[]) AS u(l, d, e, a, p) \
+             ON CONFLICT (listener, doc_id) DO UPDATE SET \
              error = excluded.error, attempts = excluded.attempts, \
              last_failed = excluded.last_failed, parked = excluded.parked",
-            failures.iter().map(|f| {
-                let extra: Vec<Box<dyn ToSql + Sync>> = vec![
-                    Box::new(f.error.to_string()),
-                    Box::new(f.attempts as i32),
-                    Box::new(at),
-                    Box::new(f.parked),
-                ];
-                (f.item, extra)
-            }),
+            &keys,
+            &[
+                &Self::kept(&errors, &kept),
+                &Self::kept(&attempts, &kept),
+                &Self::kept(&parked, &kept),
+                &at,
+            ],
         )
     }
 
     fn reschedule(&mut self, retries: &[Retry<'_>]) -> Result<()> {
-        self.each(
-            "UPDATE vigil_queue SET attempts = $3, not_before = $4, claimed_until = 0, claimed_pid = NULL \
-             WHERE listener = $1 AND doc_id = $2::text",
-            retries.iter().map(|r| {
-                let extra: Vec<Box<dyn ToSql + Sync>> =
-                    vec![Box::new(r.attempts as i32), Box::new(r.due)];
-                (r.item, extra)
-            }),
+        let (keys, kept) = self.keys(retries.iter().map(|r| r.item))?;
+        let attempts: Vec<i32> = retries.iter().map(|r| r.attempts as i32).collect();
+        let due: Vec<f64> = retries.iter().map(|r| r.due).collect();
+        self.run(
+            "UPDATE vigil_queue SET attempts = u.a, not_before = u.t, claimed_until = 0, claimed_pid = NULL \
+             FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[]) AS u(l, d, a, t) \
+             WHERE listener = u.l AND doc_id = u.d",
+            &keys,
+            &[&Self::kept(&attempts, &kept), &Self::kept(&due, &kept)],
         )
     }
-
     fn count_job(&mut self, job: &str, done: u64, failed: u64, at: f64) -> Result<()> {
         self.tx
             .execute(
