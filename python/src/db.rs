@@ -223,9 +223,7 @@ impl PyCollection {
         filter: &Bound<'_, PyAny>,
         update: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        let (f, u) = (to_json(filter)?, to_document(update)?);
-        let o = py.detach(|| self.inner.update_one(f, u)).py()?;
-        outcome(py, o)
+        self.change(py, filter, update, Collection::update_one)
     }
 
     /// Applies `update` to every matching document, in one transaction.
@@ -235,9 +233,7 @@ impl PyCollection {
         filter: &Bound<'_, PyAny>,
         update: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        let (f, u) = (to_json(filter)?, to_document(update)?);
-        let o = py.detach(|| self.inner.update_many(f, u)).py()?;
-        outcome(py, o)
+        self.change(py, filter, update, Collection::update_many)
     }
 
     /// Replaces the first matching document, keeping its `_id`.
@@ -247,9 +243,7 @@ impl PyCollection {
         filter: &Bound<'_, PyAny>,
         replacement: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        let (f, d) = (to_json(filter)?, to_document(replacement)?);
-        let o = py.detach(|| self.inner.replace_one(f, d)).py()?;
-        outcome(py, o)
+        self.change(py, filter, replacement, Collection::replace_one)
     }
 
     /// Deletes the first matching document; returns how many (0 or 1).
@@ -288,6 +282,21 @@ impl<I: Iterator> Iterator for Hinted<I> {
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.hint, None)
+    }
+}
+
+impl PyCollection {
+    /// An update or replace: converted here, run without the GIL, counted as pymongo does.
+    fn change(
+        &self,
+        py: Python<'_>,
+        filter: &Bound<'_, PyAny>,
+        doc: &Bound<'_, PyAny>,
+        op: fn(&Collection, Json, Document) -> vigil::Result<UpdateOutcome>,
+    ) -> PyResult<Py<PyAny>> {
+        let (f, d) = (to_json(filter)?, to_document(doc)?);
+        let o = py.detach(|| op(&self.inner, f, d)).py()?;
+        outcome(py, o)
     }
 }
 
