@@ -109,8 +109,8 @@ impl FromIterator<(String, Value)> for Document {
 impl IntoIterator for Document {
     type Item = (String, Value);
     type IntoIter = indexmap::map::IntoIter<String, Value>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.fields.into_iter()
+    fn into_iter(mut self) -> Self::IntoIter {
+        std::mem::take(&mut self.fields).into_iter()
     }
 }
 
@@ -118,12 +118,43 @@ impl TryFrom<serde_json::Value> for Document {
     type Error = crate::Error;
     /// A JSON object becomes a document; anything else is an error.
     fn try_from(json: serde_json::Value) -> crate::Result<Self> {
+        crate::depth::check_json(&json, "the document")?;
         match Value::from_json(&json) {
             Value::Object(d) => Ok(d),
             other => Err(crate::Error::WrongType {
                 expected: "a JSON object",
                 found: other.kind(),
             }),
+        }
+    }
+}
+
+/// Nested documents and arrays are taken apart level by level, so dropping a document nested
+/// arbitrarily deep (built in code: parsers stop at [`crate::depth::MAX_DEPTH`]) never
+/// exhausts the stack.
+impl Drop for Document {
+    fn drop(&mut self) {
+        fn nested(v: &Value) -> bool {
+            matches!(v, Value::Object(d) if !d.is_empty())
+                || matches!(v, Value::Array(a) if !a.is_empty())
+        }
+        if !self.fields.values().any(nested) {
+            return;
+        }
+        let mut stack: Vec<Value> = self
+            .fields
+            .drain(..)
+            .map(|(_, v)| v)
+            .filter(nested)
+            .collect();
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Object(mut d) => {
+                    stack.extend(d.fields.drain(..).map(|(_, v)| v).filter(nested))
+                }
+                Value::Array(mut a) => stack.extend(a.drain(..).filter(nested)),
+                _ => {}
+            }
         }
     }
 }

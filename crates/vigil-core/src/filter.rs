@@ -111,6 +111,7 @@ impl Filter {
 
     /// Parses a Mongo-style filter document.
     pub fn parse(json: &Json) -> Result<Filter> {
+        crate::depth::check_json(json, "the filter")?;
         parse_document(json, "")
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod codec;
+pub mod depth;
 mod document;
 mod error;
 pub mod filter;

@@ -37,6 +37,14 @@ pub struct StoredDocument {
 /// `index` is the document's place in its batch, for messages.
 pub fn check_document(doc: &Document, index: Option<usize>, codecs: Option<&Codecs>) -> Result<()> {
     let check = Check { index, codecs };
+    // Depth first, without recursing: the walk below recurses.
+    let depth = crate::depth::check_document(doc, "the document");
+    if let Err(Error::InvalidDocument { reason, .. }) = depth {
+        return Err(Error::InvalidDocument {
+            location: check.at(""),
+            reason,
+        });
+    }
     match doc.id() {
         Some(Value::String(s)) if !s.is_empty() => {}
         Some(Value::Int(_)) | None => {}

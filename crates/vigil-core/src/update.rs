@@ -24,6 +24,7 @@ impl Update {
     /// Parses `{"$set": {...}, "$unset": {...}, "$inc": {...}}`. Values may be rich (images,
     /// tensors), so the input is a [`Document`]; plain JSON converts with `Document::try_from`.
     pub fn parse(update: &Document) -> Result<Update> {
+        crate::depth::check_document(update, "the update")?;
         let mut ops = Vec::new();
         for (op, arg) in update.iter() {
             if !op.starts_with('$') {

@@ -31,6 +31,14 @@ impl IntoDocument for Json {
 
 /// Gives a document its `_id` and `_fold` when it has none, then checks it can be stored.
 /// `index` is its place in its batch, for messages.
+/// Parses a filter given by value, then drops it without recursing (see
+/// [`vigil_core::depth::dispose_json`]).
+fn parse_filter(filter: Json) -> Result<Filter> {
+    let parsed = Filter::parse(&filter);
+    vigil_core::depth::dispose_json(filter);
+    parsed
+}
+
 fn prepare(db: &Datalayer, codecs: &Codecs, index: usize, mut doc: Document) -> Result<Document> {
     if !doc.contains(ID_FIELD) {
         doc.insert_first(ID_FIELD, new_object_id());
@@ -132,7 +140,7 @@ impl Collection {
 
     /// How many documents the filter matches.
     pub fn count(&self, filter: Json) -> Result<u64> {
-        self.db.store().count(&self.name, &Filter::parse(&filter)?)
+        self.db.store().count(&self.name, &parse_filter(filter)?)
     }
 
     /// Applies `{"$set": …, "$unset": …, "$inc": …}` to the first matching document.
@@ -146,7 +154,7 @@ impl Collection {
     }
 
     fn update(&self, filter: Json, update: impl IntoDocument, many: bool) -> Result<UpdateOutcome> {
-        let filter = Filter::parse(&filter)?;
+        let filter = parse_filter(filter)?;
         let update = Update::parse(&update.into_document()?)?;
         // Values being set must be storable, as if inserted; one distinct key each, so no
         // value shadows another (the paths themselves were validated by `Update::parse`).
@@ -164,7 +172,7 @@ impl Collection {
     /// Replaces the first matching document with `doc`, keeping its `_id`. An `_outputs` field
     /// (as found documents carry) is ignored: outputs belong to listeners.
     pub fn replace_one(&self, filter: Json, doc: impl IntoDocument) -> Result<UpdateOutcome> {
-        let filter = Filter::parse(&filter)?;
+        let filter = parse_filter(filter)?;
         let mut doc = doc.into_document()?;
         // A document read back carries its listeners' outputs; they are not part of it.
         doc.remove(vigil_core::OUTPUTS_FIELD);
@@ -177,14 +185,14 @@ impl Collection {
     pub fn delete_one(&self, filter: Json) -> Result<u64> {
         self.db
             .store()
-            .delete(&self.name, &Filter::parse(&filter)?, false)
+            .delete(&self.name, &parse_filter(filter)?, false)
     }
 
     /// Deletes every matching document; returns how many.
     pub fn delete_many(&self, filter: Json) -> Result<u64> {
         self.db
             .store()
-            .delete(&self.name, &Filter::parse(&filter)?, true)
+            .delete(&self.name, &parse_filter(filter)?, true)
     }
 
     /// Indexes a field path (dotted), for filters and sorts on it.
@@ -238,9 +246,10 @@ impl Find {
     }
 
     /// Validates the query and starts streaming its documents.
-    pub fn run(self) -> Result<Cursor> {
+    pub fn run(mut self) -> Result<Cursor> {
+        let filter = parse_filter(std::mem::take(&mut self.filter))?;
         let query = FindQuery {
-            filter: Filter::parse(&self.filter)?,
+            filter,
             projection: self
                 .projection
                 .as_ref()
