@@ -102,11 +102,61 @@ impl NetworkSpec {
         }
     }
 
-    /// Checks that every layer fits the shape coming into it and that names are unique;
-    /// returns the output shape.
+    /// Checks that every layer fits the shape coming into it, that names are unique, and
+    /// that the network's sizes are sane (at most [`MAX_PARAMETERS`] weights and
+    /// [`MAX_ACTIVATIONS`] values per input at any layer, every product computed without
+    /// overflow), before anything is allocated; returns the output shape. A record from the
+    /// database is checked like one built in code, so a stored spec asking for absurd sizes
+    /// is an error, not an allocation that takes the process down.
     pub fn check(&self, model: &str) -> Result<Shape> {
         let fail = |i: usize, why: String| Err(Error::model(model, format!("layer #{i}: {why}")));
         let [c, h, w] = self.input;
+        let too_big = |what: &str| {
+            Error::model(
+                model,
+                format!("{what} exceeds vigil's limits ({MAX_PARAMETERS} weights, {MAX_ACTIVATIONS} values per input)"),
+            )
+        };
+        let elements = |dims: &[usize]| -> Option<usize> {
+            dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        };
+        match elements(&[c, h, w]) {
+            Some(n) if n <= MAX_ACTIVATIONS => {}
+            _ => return Err(too_big("the input shape")),
+        }
+        let mut parameters: usize = 0;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let weights = match layer {
+                Layer::Conv2d {
+                    in_channels,
+                    out_channels,
+                    kernel,
+                    ..
+                } => elements(&[*out_channels, *in_channels, *kernel, *kernel])
+                    .and_then(|n| n.checked_add(*out_channels)),
+                Layer::BatchNorm2d { features, .. } => features.checked_mul(4),
+                Layer::Linear {
+                    in_features,
+                    out_features,
+                    ..
+                } => elements(&[*in_features, *out_features])
+                    .and_then(|n| n.checked_add(*out_features)),
+                _ => Some(0),
+            };
+            parameters = match weights.and_then(|n| parameters.checked_add(n)) {
+                Some(n) if n <= MAX_PARAMETERS => n,
+                _ => return Err(too_big(&format!("layer #{i}'s weights"))),
+            };
+            if let Layer::Conv2d {
+                padding, kernel, ..
+            } = layer
+            {
+                let fits = *padding <= MAX_ACTIVATIONS && *kernel <= MAX_ACTIVATIONS;
+                if !fits {
+                    return Err(too_big(&format!("layer #{i}'s padding or kernel")));
+                }
+            }
+        }
         let mut shape = Shape::Image(c, h, w);
         let mut names = std::collections::HashSet::new();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -205,10 +255,22 @@ impl NetworkSpec {
                     )
                 }
             };
+            let size = match shape {
+                Shape::Image(c, h, w) => elements(&[c, h, w]),
+                Shape::Flat(n) => Some(n),
+            };
+            if !size.is_some_and(|n| n <= MAX_ACTIVATIONS) {
+                return Err(too_big(&format!("layer #{i}'s output")));
+            }
         }
         Ok(shape)
     }
 }
+
+/// The most weights a network may have (400 MB of f32).
+pub const MAX_PARAMETERS: usize = 100_000_000;
+/// The most values one input may have at any layer.
+pub const MAX_ACTIVATIONS: usize = 64_000_000;
 
 impl Layer {
     /// The layer's name, for layers with weights.

@@ -83,3 +83,61 @@ fn extreme_input_on_postgres() {
     let backend = vigil::PostgresBackend::ephemeral(&server).expect("PostgreSQL answers");
     exercise(&vigil::Options::new().with_backend(Arc::new(backend)));
 }
+
+#[test]
+fn network_specs_asking_for_absurd_sizes_are_refused_before_allocating() {
+    use vigil::ml::{NetworkSpec, PipelineModel};
+    let spec = |json: Json| -> NetworkSpec { serde_json::from_value(json).unwrap() };
+    let cases = [
+        // 10^12 weights in one linear layer.
+        json!({"input": [1, 1, 1], "layers": [{"type": "flatten"},
+            {"type": "linear", "name": "a", "in_features": 1, "out_features": 1_000_000_000_000u64}]}),
+        // Products that overflow usize.
+        json!({"input": [usize::MAX, 2, 2], "layers": []}),
+        json!({"input": [1, 8, 8], "layers": [{"type": "conv2d", "name": "c", "in_channels": 1,
+            "out_channels": usize::MAX, "kernel": 3, "stride": 1, "padding": 0}]}),
+        json!({"input": [1, 8, 8], "layers": [{"type": "conv2d", "name": "c", "in_channels": 1,
+            "out_channels": 1, "kernel": 3, "stride": 1, "padding": usize::MAX / 2}]}),
+        // A huge activation from padding.
+        json!({"input": [1, 8, 8], "layers": [{"type": "conv2d", "name": "c", "in_channels": 1,
+            "out_channels": 64, "kernel": 1, "stride": 1, "padding": 100_000}]}),
+    ];
+    for case in cases {
+        let err = PipelineModel::network("absurd", spec(case.clone()), 0)
+            .err()
+            .unwrap_or_else(|| panic!("accepted {case}"));
+        assert!(err.to_string().contains("exceeds vigil's limits"), "{err}");
+    }
+    // A malformed ONNX file is an error too.
+    assert!(PipelineModel::onnx("bad", b"\x08\x01garbage".to_vec()).is_err());
+    assert!(PipelineModel::onnx("empty", Vec::new()).is_err());
+}
+
+#[test]
+fn a_100_mb_image_goes_in_and_comes_back() {
+    // 5,800 x 5,800 RGB of noise: about 100 MB of pixels and as much PNG.
+    let (w, h) = (5_800u32, 5_800u32);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let pixels: Vec<u8> = (0..(w * h * 3) as usize)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let img = image::RgbImage::from_raw(w, h, pixels).unwrap();
+    let value = Value::image(&image::DynamicImage::ImageRgb8(img.clone())).unwrap();
+    let size = match &value {
+        Value::Encoded(e) => e.bytes().len(),
+        _ => unreachable!("images are encoded"),
+    };
+    assert!(size > 100_000_000, "{size} bytes");
+    let db = vigil::connect("sqlite::memory:").unwrap();
+    let coll = db.collection("big").unwrap();
+    coll.insert_one(Document::new().with("_id", 1).with("img", value))
+        .unwrap();
+    let back = coll.find_one(json!({"_id": 1})).unwrap().unwrap();
+    let decoded = back.get("img").unwrap().to_image().unwrap().to_rgb8();
+    assert!(decoded == img, "the image came back changed");
+}
