@@ -259,7 +259,7 @@ impl NetworkSpec {
                 Shape::Image(c, h, w) => elements(&[c, h, w]),
                 Shape::Flat(n) => Some(n),
             };
-            if !size.is_some_and(|n| n <= MAX_ACTIVATIONS) {
+            if size.is_none_or(|n| n > MAX_ACTIVATIONS) {
                 return Err(too_big(&format!("layer #{i}'s output")));
             }
         }
