@@ -15,10 +15,9 @@ use vigil_core::listen::{
 };
 use vigil_core::{Error, Result};
 
-use crate::documents::{id_json, read_id};
 use crate::jobs::store_job;
 use crate::pool::{pg_err, Conn, Pool};
-use crate::queue::listener_table;
+use crate::tables::{id_json, listener_table, read_id};
 
 /// Claims up to `limit` due entries for `worker` on a session of its own, kept by the claim.
 pub(crate) fn claim(

@@ -7,9 +7,10 @@ use std::sync::mpsc::sync_channel;
 
 use vigil_core::{stored, Document, DocumentStream, Error, Projection, Result, OUTPUTS_FIELD};
 
-use crate::documents::{is_missing_table, read_id};
+use crate::pool::is_missing_table;
 use crate::pool::{pg_err, Conn};
 use crate::sql::Sql;
+use crate::tables::read_id;
 
 /// Rows per fetch and per message.
 const BATCH: usize = 256;

@@ -6,7 +6,7 @@ use postgres::error::SqlState;
 use vigil_core::backend::content_hash;
 use vigil_core::{
     stored, Document, DocumentSource, DocumentStream, Documents, Error, FieldPath, Filter,
-    FindQuery, Result, Update, UpdateOutcome, Value, ID_FIELD,
+    FindQuery, Result, Update, UpdateOutcome,
 };
 
 use vigil_core::backend::sql::{
@@ -14,8 +14,9 @@ use vigil_core::backend::sql::{
     update_rows, RowStore,
 };
 
-use crate::pool::pg_err;
+use crate::pool::{is_missing_table, pg_err};
 use crate::sql::{self, table, Param, Scope, Sql};
+use crate::tables::{create_table, id_json};
 use crate::{cursor, queue, PostgresBackend};
 
 pub(crate) const SCHEMA: &str = "
@@ -33,10 +34,6 @@ CREATE TABLE IF NOT EXISTS vigil_indexes (
 );
 ";
 
-pub(crate) fn is_missing_table(e: &postgres::Error) -> bool {
-    e.code() == Some(&SqlState::UNDEFINED_TABLE)
-}
-
 /// The scope a filter on `collection` compiles in: listeners are looked up only when the
 /// filter reads `_outputs` or the caller wants outputs attached.
 fn scope_for(
@@ -49,42 +46,6 @@ fn scope_for(
         queue::scope(client, collection)
     } else {
         Ok(Scope::plain(table(collection)))
-    }
-}
-
-pub(crate) fn create_table(tx: &mut postgres::Transaction<'_>, collection: &str) -> Result<()> {
-    tx.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {} (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc JSON NOT NULL, blobs BYTEA);",
-        table(collection)
-    ))
-    .map_err(pg_err(format!("creating collection `{collection}`")))?;
-    tx.execute(
-        "INSERT INTO vigil_collections (name) VALUES ($1) ON CONFLICT DO NOTHING",
-        &[&collection],
-    )
-    .map_err(pg_err("registering a collection"))?;
-    Ok(())
-}
-
-/// The JSON text of an `_id` (a string or an integer).
-pub(crate) fn id_json(id: &Value) -> Result<String> {
-    match id {
-        Value::Int(_) | Value::String(_) => Ok(id.to_json().to_string()),
-        other => Err(Error::InvalidDocument {
-            location: vigil_core::Location::path(ID_FIELD),
-            reason: format!("_id must be a string or an integer, found {}", other.kind()),
-        }),
-    }
-}
-
-pub(crate) fn read_id(json: &str, collection: &str) -> Result<Value> {
-    match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(serde_json::Value::String(s)) => Ok(Value::String(s)),
-        Ok(serde_json::Value::Number(n)) if n.is_i64() => Ok(Value::Int(n.as_i64().unwrap_or(0))),
-        _ => Err(Error::Corrupt {
-            collection: collection.into(),
-            reason: format!("an _id that is neither a string nor an integer: {json}"),
-        }),
     }
 }
 

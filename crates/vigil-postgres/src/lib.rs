@@ -15,6 +15,7 @@ mod pool;
 mod queue;
 mod registry;
 mod sql;
+mod tables;
 mod triggers;
 
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 use vigil_core::{Error, Result};
 
@@ -166,4 +167,10 @@ pub(crate) fn split_url(url: &str) -> Result<(String, String)> {
         format!("{base}?{}", rest.join("&"))
     };
     Ok((conninfo, schema))
+}
+
+/// Whether a statement failed because a collection's table does not exist yet (it reads as
+/// empty).
+pub(crate) fn is_missing_table(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNDEFINED_TABLE)
 }

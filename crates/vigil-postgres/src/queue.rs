@@ -6,7 +6,6 @@
 //! when the worker dies, its connection closes, that process leaves `pg_stat_activity`, and
 //! its rows are claimable at once, lease or not.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use vigil_core::backend::sql::{listener_in_use, missing_upstream};
@@ -14,10 +13,10 @@ use vigil_core::backend::{OutputCount, OutputState};
 use vigil_core::listen::{Claim, FailureRecord, JobRecord, JobStatus, ListenerRecord};
 use vigil_core::{Filter, Queue, Result, Value};
 
-use crate::documents::{create_table, id_json, read_id};
 use crate::jobs::store_job;
 use crate::pool::pg_err;
 use crate::sql::{self, table, Param, Scope, Sql};
+use crate::tables::{create_table, id_json, listener_id, read_id};
 use crate::triggers::{create_triggers, drop_triggers, enqueue_function, CHANNEL};
 use crate::{claim, PostgresBackend};
 
@@ -63,28 +62,6 @@ CREATE TABLE IF NOT EXISTS vigil_errors (
     PRIMARY KEY (listener, doc_id)
 );
 ";
-
-fn listener_id(client: &mut impl postgres::GenericClient, name: &str) -> Result<Option<i64>> {
-    Ok(client
-        .query_opt("SELECT id FROM vigil_listeners WHERE name = $1", &[&name])
-        .map_err(pg_err("finding a listener"))?
-        .map(|r| r.get(0)))
-}
-
-/// Listener ids with their names and current model versions.
-pub(crate) fn listener_table(
-    client: &mut impl postgres::GenericClient,
-) -> Result<HashMap<i64, (String, u32)>> {
-    let rows = client
-        .query("SELECT id, record FROM vigil_listeners", &[])
-        .map_err(pg_err("reading listeners"))?;
-    rows.iter()
-        .map(|r| {
-            let rec = ListenerRecord::from_stored(r.get(1))?;
-            Ok((r.get(0), (rec.name, rec.model_version)))
-        })
-        .collect()
-}
 
 /// The scope of a collection: its listeners' output paths.
 pub(crate) fn scope(client: &mut impl postgres::GenericClient, collection: &str) -> Result<Scope> {

@@ -18,7 +18,7 @@ use vigil_core::Result;
 use crate::error::db_err;
 use crate::jobs::store_job;
 use crate::pool::Pool;
-use crate::queue::{id_param, listener_table, read_id};
+use crate::tables::{id_param, listener_table, read_id};
 
 /// Claims up to `limit` due entries for `worker`. When none is free, entries leased by dead
 /// workers of this host are given back first (they would otherwise wait out their lease).

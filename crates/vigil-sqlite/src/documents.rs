@@ -15,6 +15,7 @@ use vigil_core::backend::sql::{
 
 use crate::error::{db_err, is_missing_table};
 use crate::sql::{self, table, Scope, Sql};
+use crate::tables::create_table;
 use crate::{cursor, pool, queue, SqliteBackend};
 
 pub(crate) const SCHEMA: &str = "
@@ -65,18 +66,6 @@ fn scope_for(
     } else {
         Ok(Scope::plain(table(collection)))
     }
-}
-
-pub(crate) fn create_table(tx: &rusqlite::Transaction<'_>, collection: &str) -> Result<()> {
-    tx.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {} (seq INTEGER PRIMARY KEY, id NOT NULL UNIQUE, doc TEXT NOT NULL, blobs BLOB);",
-        table(collection)
-    ))
-    .map_err(db_err(format!("creating collection `{collection}`")))?;
-    tx.prepare_cached("INSERT OR IGNORE INTO vigil_collections (name) VALUES (?)")
-        .and_then(|mut s| s.execute([collection]))
-        .map_err(db_err("registering a collection"))?;
-    Ok(())
 }
 
 /// Batches below this size are encoded on the calling thread.

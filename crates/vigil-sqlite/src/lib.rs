@@ -14,6 +14,7 @@ mod pool;
 mod queue;
 mod registry;
 mod sql;
+mod tables;
 mod triggers;
 
 use std::path::Path;

@@ -4,20 +4,19 @@
 //! errors, job progress and dequeueing in one write transaction that skips every entry whose
 //! generation moved on. A crash at any instant leaves either the old state or the new.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{OptionalExtension, Transaction};
 use vigil_core::backend::sql::{listener_in_use, missing_upstream};
 use vigil_core::backend::{OutputCount, OutputState};
 use vigil_core::listen::{now, Claim, FailureRecord, JobRecord, JobStatus, ListenerRecord};
-use vigil_core::{Error, Filter, Queue, Result, Value, ID_FIELD};
+use vigil_core::{Filter, Queue, Result, Value};
 
-use crate::documents::create_table;
 use crate::error::db_err;
 use crate::jobs::store_job;
 use crate::sql::{load_scope, table, Sql};
+use crate::tables::{create_table, id_param, listener_id, read_id};
 use crate::triggers::{create_triggers, drop_triggers};
 use crate::{claim, pool, SqliteBackend};
 
@@ -62,54 +61,6 @@ CREATE TABLE IF NOT EXISTS vigil_errors (
     PRIMARY KEY (listener, doc_id)
 );
 ";
-
-fn listener_id(tx: &rusqlite::Connection, name: &str) -> Result<Option<i64>> {
-    tx.prepare_cached("SELECT id FROM vigil_listeners WHERE name = ?")
-        .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
-        .map_err(db_err("finding a listener"))
-}
-
-/// Listener names and current model versions by id.
-pub(crate) fn listener_table(conn: &rusqlite::Connection) -> Result<HashMap<i64, (String, u32)>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT id, record FROM vigil_listeners")
-        .map_err(db_err("reading listeners"))?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(db_err("reading listeners"))?;
-    rows.into_iter()
-        .map(|(id, json)| {
-            let rec = ListenerRecord::from_stored(&json)?;
-            Ok((id, (rec.name, rec.model_version)))
-        })
-        .collect()
-}
-
-/// A document id as a bound parameter.
-pub(crate) fn id_param(id: &Value) -> Result<ToSqlOutput<'_>> {
-    Ok(ToSqlOutput::Borrowed(match id {
-        Value::Int(i) => ValueRef::Integer(*i),
-        Value::String(s) => ValueRef::Text(s.as_bytes()),
-        other => {
-            return Err(Error::InvalidDocument {
-                location: vigil_core::Location::path(ID_FIELD),
-                reason: format!("_id must be a string or an integer, found {}", other.kind()),
-            })
-        }
-    }))
-}
-
-pub(crate) fn read_id(v: ValueRef<'_>) -> Result<Value> {
-    match v {
-        ValueRef::Integer(i) => Ok(Value::Int(i)),
-        ValueRef::Text(t) => Ok(Value::String(String::from_utf8_lossy(t).into_owned())),
-        other => Err(Error::Corrupt {
-            collection: "vigil_queue".into(),
-            reason: format!("a document id of type {:?}", other.data_type()),
-        }),
-    }
-}
 
 /// Removes every listener of a collection, with its queue, outputs and errors (the
 /// collection's table, and so its triggers, is being dropped).
