@@ -44,6 +44,7 @@ macro_rules! conformance_suite {
             indexes_are_listed_and_queries_stay_correct,
             collections_are_listed_dropped_and_validated,
             hostile_names_and_values_are_safe,
+            field_names_in_every_script,
             missing_collections_read_as_empty
         );
     };

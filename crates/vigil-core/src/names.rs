@@ -39,8 +39,13 @@ pub fn validate_collection(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks one field name (one segment of a path): ASCII letters, digits, `_` and `-`, not
-/// starting with `$`, at most [`MAX_FIELD_NAME`] characters.
+/// Checks one field name (one segment of a path), in any script: ASCII letters, digits, `_`
+/// and `-`, and any character beyond ASCII that is neither a control character nor white
+/// space; at most [`MAX_FIELD_NAME`] bytes. So `名前`, `ключ`, `اسم`, `हिन्दी` and `größe` are
+/// field names, and `$gt`, `a.b`, `a b`, `a'b`, `a"b` and names holding control characters
+/// are not. Field names are inlined into SQL (as JSON-path and text-array literals, which lets
+/// the databases match expression indexes): no ASCII punctuation but `_` and `-` can appear,
+/// and no character beyond ASCII is special inside those literals.
 pub fn validate_field(name: &str) -> Result<()> {
     let fail = |reason: &str| {
         Err(Error::InvalidName {
@@ -50,15 +55,53 @@ pub fn validate_field(name: &str) -> Result<()> {
         })
     };
     if name.is_empty() || name.len() > MAX_FIELD_NAME {
-        return fail("a field name has 1 to 128 characters");
+        return fail("a field name has 1 to 128 bytes");
+    }
+    for c in name.chars() {
+        let fine = if c.is_ascii() {
+            c.is_ascii_alphanumeric() || c == '_' || c == '-'
+        } else {
+            !c.is_control() && !c.is_whitespace()
+        };
+        if !fine {
+            return fail(&format!(
+                "{} cannot appear in a field name (letters and digits of any script, `_` and `-` can)",
+                describe(c)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an identifier (a model's, a component's): ASCII letters, digits, `_` and `-`, at
+/// most [`MAX_FIELD_NAME`] characters. Identifiers name things across processes and tools
+/// (`vigil show model NAME`, `_outputs.<key>.<model>`), so they keep to ASCII.
+pub fn validate_identifier(name: &str) -> Result<()> {
+    let fail = |reason: &str| {
+        Err(Error::InvalidName {
+            kind: "identifier",
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() || name.len() > MAX_FIELD_NAME {
+        return fail("an identifier has 1 to 128 characters");
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        return fail("a field name has only ASCII letters, digits, `_` and `-`");
+        return fail("an identifier has only ASCII letters, digits, `_` and `-`");
     }
     Ok(())
+}
+
+fn describe(c: char) -> String {
+    if c.is_control() || c.is_whitespace() {
+        format!("U+{:04X}", c as u32)
+    } else {
+        format!("`{c}`")
+    }
 }
 
 /// A validated dotted path into nested documents, e.g. `_outputs.img.lenet5`.

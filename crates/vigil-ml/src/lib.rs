@@ -23,10 +23,10 @@ pub use train::{
 
 use vigil_core::{Error, Result};
 
-/// Model identifiers: like field names (ASCII letters, digits, `_`, `-`), since they become
+/// Model identifiers: ASCII letters, digits, `_` and `-` (`validate_identifier`), since they become
 /// the last segment of `_outputs.<key>.<model>`.
 pub(crate) fn check_identifier(identifier: &str) -> Result<()> {
-    vigil_core::names::validate_field(identifier).map_err(|e| match e {
+    vigil_core::names::validate_identifier(identifier).map_err(|e| match e {
         Error::InvalidName { name, reason, .. } => Error::InvalidName {
             kind: "model",
             name,

@@ -70,7 +70,7 @@ impl Component for TrainerConfig {
 }
 
 fn check_identifier(kind: &str, identifier: &str) -> Result<()> {
-    vigil_core::names::validate_field(identifier).map_err(|e| match e {
+    vigil_core::names::validate_identifier(identifier).map_err(|e| match e {
         Error::InvalidName { name, reason, .. } => Error::InvalidName {
             kind: if kind == MODEL { "model" } else { "component" },
             name,

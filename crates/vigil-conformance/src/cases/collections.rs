@@ -208,3 +208,84 @@ pub fn missing_collections_read_as_empty(factory: &Factory) {
         "reads create nothing"
     );
 }
+
+/// Field names in every script work everywhere a name goes (documents, filters, sorts,
+/// projections, updates, indexes); names with control characters or
+/// white space are refused with an error naming the character.
+pub fn field_names_in_every_script(factory: &Factory) {
+    let db = fresh(factory);
+    let coll = db.collection("scripts").unwrap();
+    let names = [
+        "größe",
+        "名前",
+        "ключ",
+        "اسم",
+        "हिन्दी",
+        "Ελληνικά",
+        "שם",
+        "ชื่อ",
+        "이름",
+        "日本語_1",
+        "😀",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let doc = Document::new()
+            .with("_id", i as i64)
+            .with(*name, i as i64)
+            .with("nested", Document::new().with(*name, format!("v{i}")));
+        coll.insert_one(doc).unwrap();
+    }
+    for (i, name) in names.iter().enumerate() {
+        let nested = format!("nested.{name}");
+        assert_eq!(coll.count(json!({ *name: i as i64 })).unwrap(), 1, "{name}");
+        assert_eq!(
+            coll.count(json!({ nested.clone(): format!("v{i}") }))
+                .unwrap(),
+            1
+        );
+        assert_eq!(coll.count(json!({ *name: {"$exists": true} })).unwrap(), 1);
+        let found = coll
+            .find(json!({ *name: {"$gte": 0} }))
+            .projection(json!({ *name: 1, "_id": 0 }))
+            .run()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.get(name), Some(&Value::Int(i as i64)));
+        coll.update_one(json!({"_id": i as i64}), json!({"$inc": { *name: 100 }}))
+            .unwrap();
+        coll.create_index(name).unwrap();
+        assert_eq!(coll.count(json!({ *name: i as i64 + 100 })).unwrap(), 1);
+    }
+    let sorted: Vec<Value> = coll
+        .find(json!({}))
+        .sort(json!({"größe": -1, "_id": 1}))
+        .run()
+        .unwrap()
+        .map(|d| d.unwrap().id().cloned().unwrap())
+        .collect();
+    assert_eq!(
+        sorted[0],
+        Value::Int(0),
+        "the one document with größe sorts first"
+    );
+    for bad in [
+        "a\u{0}b",
+        "a\nb",
+        "tab\there",
+        "\u{7f}",
+        "a\u{a0}b",
+        "a\u{2028}b",
+        "a b",
+    ] {
+        let err = coll.insert_one(Document::new().with(bad, 1)).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidDocument { .. }),
+            "{bad:?}: {err}"
+        );
+        assert!(err.to_string().contains("U+"), "{bad:?}: {err}");
+        assert!(coll.count(json!({ bad: 1 })).is_err(), "filter on {bad:?}");
+    }
+    assert_eq!(coll.count(json!({})).unwrap(), names.len() as u64);
+}
