@@ -250,3 +250,42 @@ def test_python_models_that_hang_raise_or_return_garbage_fail_alone(db_url, tmp_
             assert "_outputs" not in doc or "faulty" not in doc["_outputs"].get("n", {})
         else:
             assert doc["_outputs"]["n"]["faulty"] == doc["n"] * 2
+
+
+INTERRUPTED_BACKFILL = textwrap.dedent("""
+    import sys, time
+    import vigil
+
+    def slow(xs):
+        time.sleep(0.05)
+        return [len(x) for x in xs]
+
+    db = vigil.connect(sys.argv[1])
+    db["words"].insert_many({"w": "x" * (i % 7)} for i in range(6400))
+    db.add(vigil.Model.python("slow", slow, batch_size=64))
+    db.listen("words", "w", "slow")
+    print("backfilling", flush=True)
+    try:
+        db.process_pending()
+    except KeyboardInterrupt:
+        s = db.listener_status("words/w/slow")
+        done = sum(o["count"] for o in s["outputs"])
+        print(f"interrupted done={done} pending={s['pending']}", flush=True)
+""")
+
+
+def test_ctrl_c_stops_a_backfill_between_batches(db_url, tmp_path):
+    script = tmp_path / "backfill.py"
+    script.write_text(INTERRUPTED_BACKFILL)
+    p = subprocess.Popen([sys.executable, str(script), db_url], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "backfilling"
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 0, out
+    m = re.search(r"interrupted done=(\d+) pending=(\d+)", out)
+    assert m, out
+    done, pending = int(m.group(1)), int(m.group(2))
+    # Applied batches stay applied; the rest stays queued for the next worker.
+    assert 0 < done < 6400 and done + pending == 6400, out
+    assert done % 64 == 0, out
