@@ -195,11 +195,25 @@ impl PipelineModel {
     /// An ONNX graph (e.g. exported from PyTorch), run by tract.
     pub fn onnx(identifier: &str, bytes: Vec<u8>) -> Result<PipelineModel> {
         crate::check_identifier(identifier)?;
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(&bytes))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| Error::model(identifier, format!("not a usable ONNX graph: {e}")))?;
+        // tract panics on some malformed graphs (found by fuzzing; see RELIABILITY.md): a
+        // panic while loading is an error like any other, never the caller's crash.
+        let load = std::panic::catch_unwind(|| {
+            tract_onnx::onnx()
+                .model_for_read(&mut std::io::Cursor::new(&bytes))
+                .and_then(|m| m.into_optimized())
+                .and_then(|m| m.into_runnable())
+        });
+        let plan = match load {
+            Ok(plan) => {
+                plan.map_err(|e| Error::model(identifier, format!("not a usable ONNX graph: {e}")))?
+            }
+            Err(_) => {
+                return Err(Error::model(
+                    identifier,
+                    "not a usable ONNX graph: the ONNX loader failed on it",
+                ))
+            }
+        };
         Self::new(
             Self::record(identifier, ModelKind::Onnx { graph: None }),
             Engine::Onnx {
