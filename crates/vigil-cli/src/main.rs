@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{data, demo, listen, registry};
+use commands::{data, demo, listen, registry, server};
 use error::{parse_json, CliResult};
 
 /// vigil: machine-learning models kept next to your data.
@@ -89,6 +89,13 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Serve the HTTP API and the dashboard (tokens required; see `vigil token`).
+    Serve(commands::server::ServeArgs),
+    /// Manage the tokens that open the API and the dashboard.
+    Token {
+        #[command(subcommand)]
+        command: commands::server::TokenCommand,
+    },
     /// Run a demonstration end to end.
     Demo {
         #[command(subcommand)]
@@ -132,6 +139,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Worker(args) => listen::worker(&db, &cli.db, &args),
         Command::Errors { listener, limit } => listen::errors(&db, listener.as_deref(), limit),
         Command::Jobs { limit } => listen::jobs(&db, limit),
+        Command::Serve(args) => server::serve(&db, &cli.db, &args),
+        Command::Token { command } => server::token(&db, &command),
         Command::Demo {
             which: Demo::Mnist(args),
         } => demo::mnist(&db, &cli.db, &args),

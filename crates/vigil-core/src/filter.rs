@@ -23,6 +23,44 @@ pub enum Filter {
         /// What it must satisfy.
         condition: Condition,
     },
+    /// `{"$expr": {"$ne": ["$a", "$b"]}}`: two operands (fields of the same document, or
+    /// constants) compared with MongoDB's aggregation rules: values of different types
+    /// order by type (missing, null, numbers, strings, objects, arrays, booleans), numbers
+    /// compare across integer and float, and a missing field equals only a missing field.
+    Compare {
+        /// The comparison.
+        op: ExprOp,
+        /// The left operand.
+        left: Operand,
+        /// The right operand.
+        right: Operand,
+    },
+}
+
+/// The comparison of a [`Filter::Compare`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExprOp {
+    /// `$eq`
+    Eq,
+    /// `$ne`
+    Ne,
+    /// `$gt`
+    Gt,
+    /// `$gte`
+    Gte,
+    /// `$lt`
+    Lt,
+    /// `$lte`
+    Lte,
+}
+
+/// One side of a [`Filter::Compare`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    /// The value at a path of the document (`"$a.b"` in the query).
+    Path(FieldPath),
+    /// A constant: null, a boolean, a number or a string.
+    Literal(Json),
 }
 
 /// A condition on one field's value.
@@ -75,7 +113,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "$type",
     "$mod",
     "$where",
-    "$expr",
     "$text",
     "$jsonSchema",
     "$near",
@@ -103,6 +140,13 @@ impl Filter {
                 Filter::And(parts) | Filter::Or(parts) => parts.iter().for_each(|p| walk(p, out)),
                 Filter::Not(inner) => walk(inner, out),
                 Filter::Field { path, .. } => out.push(path),
+                Filter::Compare { left, right, .. } => {
+                    for side in [left, right] {
+                        if let Operand::Path(p) = side {
+                            out.push(p);
+                        }
+                    }
+                }
             }
         }
         walk(self, &mut out);
@@ -163,6 +207,7 @@ fn parse_document(json: &Json, at: &str) -> Result<Filter> {
                 });
             }
             "$not" => parts.push(Filter::Not(Box::new(parse_document(value, &here)?))),
+            "$expr" => parts.push(parse_expr(value, &here)?),
             k if k.starts_with('$') => return Err(unsupported(k, &here)),
             _ => {
                 let path = FieldPath::parse(key)?;
@@ -175,6 +220,95 @@ fn parse_document(json: &Json, at: &str) -> Result<Filter> {
     } else {
         Filter::And(parts)
     })
+}
+
+/// An `$expr`: a comparison of two operands, or `$and`/`$or`/`$not` of such.
+fn parse_expr(value: &Json, at: &str) -> Result<Filter> {
+    let Json::Object(map) = value else {
+        return Err(operand(
+            "$expr",
+            at,
+            "an expression object such as {\"$ne\": [\"$a\", \"$b\"]}",
+            value,
+        ));
+    };
+    if map.len() != 1 {
+        return Err(operand(
+            "$expr",
+            at,
+            "an object with exactly one operator",
+            value,
+        ));
+    }
+    let (op, args) = map.iter().next().expect("one entry");
+    let here = join(at, op);
+    let items = match args {
+        Json::Array(items) => items.as_slice(),
+        // `$not` takes one expression, as an array of one or on its own.
+        other if op == "$not" => std::slice::from_ref(other),
+        other => return Err(operand(op, &here, "an array of operands", other)),
+    };
+    let nested = |items: &[Json]| {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, e)| parse_expr(e, &format!("{here}.{i}")))
+            .collect::<Result<Vec<_>>>()
+    };
+    let compare = |op| -> Result<Filter> {
+        let [l, r] = items else {
+            return Err(operand(
+                map.keys().next().map(String::as_str).unwrap_or(""),
+                &here,
+                "an array of two operands",
+                args,
+            ));
+        };
+        Ok(Filter::Compare {
+            op,
+            left: expr_operand(l, &format!("{here}.0"))?,
+            right: expr_operand(r, &format!("{here}.1"))?,
+        })
+    };
+    match op.as_str() {
+        "$eq" => compare(ExprOp::Eq),
+        "$ne" => compare(ExprOp::Ne),
+        "$gt" => compare(ExprOp::Gt),
+        "$gte" => compare(ExprOp::Gte),
+        "$lt" => compare(ExprOp::Lt),
+        "$lte" => compare(ExprOp::Lte),
+        "$and" if !items.is_empty() => Ok(Filter::And(nested(items)?)),
+        "$or" if !items.is_empty() => Ok(Filter::Or(nested(items)?)),
+        "$not" if items.len() == 1 => Ok(Filter::Not(Box::new(
+            nested(items)?.pop().expect("one expression"),
+        ))),
+        "$and" | "$or" | "$not" => {
+            Err(operand(op, &here, "a non-empty array of expressions", args))
+        }
+        other => Err(unsupported(other, &here)),
+    }
+}
+
+/// `"$a.b"` is a field path; null, booleans, numbers and other strings are constants.
+fn expr_operand(value: &Json, at: &str) -> Result<Operand> {
+    match value {
+        Json::String(s) if s.starts_with("$$") => Err(unsupported(s, at)),
+        Json::String(s) if s.starts_with('$') => Ok(Operand::Path(FieldPath::parse(&s[1..])?)),
+        Json::Null | Json::Bool(_) | Json::Number(_) | Json::String(_) => {
+            Ok(Operand::Literal(value.clone()))
+        }
+        // A nested expression (`{"$add": …}`) or an array or object constant.
+        Json::Object(m) if m.keys().next().is_some_and(|k| k.starts_with('$')) => Err(unsupported(
+            m.keys().next().map(String::as_str).unwrap_or("$"),
+            at,
+        )),
+        other => Err(operand(
+            "$expr",
+            at,
+            "a field path (\"$a.b\") or a null, boolean, number or string constant",
+            other,
+        )),
+    }
 }
 
 fn operand(op: &str, at: &str, expected: &'static str, found: &Json) -> Error {

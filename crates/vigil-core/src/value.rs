@@ -187,6 +187,74 @@ impl Value {
     }
 }
 
+/// The inverse of [`Value::to_json`], for values that arrive as JSON text (the HTTP API, the
+/// CLI): an object whose only keys are `$codec` and `$base64` is a binary value (`bytes`
+/// becomes [`Value::Bytes`], any other codec an [`Encoded`] value for that codec, checked
+/// against the registered codecs when stored); everything else is read as by
+/// [`Value::from_json`]. Nesting is limited as for documents; bad base64 is an error naming the
+/// field.
+impl Value {
+    /// See above: JSON with `{"$codec", "$base64"}` binary values, as [`Value::to_json`] writes.
+    pub fn from_extended_json(json: &serde_json::Value) -> Result<Value> {
+        crate::depth::check_json(json, "the value")?;
+        extended(json, &mut String::new())
+    }
+}
+
+fn extended(json: &serde_json::Value, path: &mut String) -> Result<Value> {
+    use base64::Engine as _;
+    use serde_json::Value as Json;
+    Ok(match json {
+        Json::Object(o)
+            if o.len() == 2 && o.contains_key("$codec") && o.contains_key("$base64") =>
+        {
+            let bad = |reason: String| Error::InvalidDocument {
+                location: crate::Location::path(path.clone()),
+                reason,
+            };
+            let (Some(codec), Some(data)) = (o["$codec"].as_str(), o["$base64"].as_str()) else {
+                return Err(bad("`$codec` and `$base64` must be strings".into()));
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| bad(format!("`$base64` is not base64: {e}")))?;
+            if codec == crate::codec::BYTES_CODEC {
+                Value::Bytes(bytes)
+            } else {
+                Value::Encoded(Encoded::new(codec, bytes))
+            }
+        }
+        Json::Object(o) => {
+            let mut doc = Document::new();
+            for (k, v) in o {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                let value = extended(v, path)?;
+                path.truncate(len);
+                doc.insert(k.clone(), value);
+            }
+            Value::Object(doc)
+        }
+        Json::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, v) in items.iter().enumerate() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&i.to_string());
+                out.push(extended(v, path)?);
+                path.truncate(len);
+            }
+            Value::Array(out)
+        }
+        other => Value::from_json(other),
+    })
+}
+
 macro_rules! from_impls {
     ($($t:ty => $variant:ident via $conv:expr),* $(,)?) => {
         $(impl From<$t> for Value {

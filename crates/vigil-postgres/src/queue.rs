@@ -233,6 +233,31 @@ impl Queue for PostgresBackend {
         })
     }
 
+    fn retry_parked(&self, listener: &str) -> Result<u64> {
+        self.pool.write("retrying parked documents", |tx| {
+            let Some(id) = listener_id(tx, listener)? else {
+                return Ok(0);
+            };
+            tx.execute(
+                "INSERT INTO vigil_queue (listener, doc_id) \
+                 SELECT listener, doc_id FROM vigil_errors WHERE listener = $1 AND parked \
+                 ON CONFLICT (listener, doc_id) DO UPDATE SET gen = vigil_queue.gen + 1, \
+                 attempts = 0, not_before = 0, claimed_until = 0, claimed_pid = NULL",
+                &[&id],
+            )
+            .map_err(pg_err("queueing parked documents"))?;
+            let n = tx
+                .execute(
+                    "UPDATE vigil_errors SET parked = FALSE WHERE listener = $1 AND parked",
+                    &[&id],
+                )
+                .map_err(pg_err("un-parking documents"))?;
+            tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+                .map_err(pg_err("waking workers"))?;
+            Ok(n)
+        })
+    }
+
     fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Option<Box<dyn Claim>>> {
         claim::claim(&self.pool, worker, limit, lease)
     }

@@ -6,7 +6,7 @@
 
 use serde_json::Value as Json;
 use vigil_core::backend::sql::{write_filter, FilterWriter};
-use vigil_core::filter::{Condition, Filter};
+use vigil_core::filter::{Condition, ExprOp, Filter, Operand};
 use vigil_core::{Direction, FieldPath};
 
 pub(crate) use vigil_core::backend::sql::Scope;
@@ -275,6 +275,138 @@ impl FilterWriter for Sql {
             Condition::Exists(false) => out.push(&format!("({v} IS NULL)")),
         }
     }
+
+    fn compare(&mut self, scope: &Scope, op: ExprOp, left: &Operand, right: &Operand) {
+        fn side<'a>(o: &'a Operand, scope: &Scope) -> Side<'a> {
+            match o {
+                // `_id` as its JSON value, so it ranks and compares like any field.
+                Operand::Path(p) => Side::Field(accessor(p, scope)),
+                Operand::Literal(v) => Side::Const(v),
+            }
+        }
+        let (l, r) = (side(left, scope), side(right, scope));
+        compare(self, op, &l, &r);
+    }
+}
+
+/// An `$expr` operand: a field's `json` value, or a constant of a known type.
+enum Side<'a> {
+    Field(String),
+    Const(&'a Json),
+}
+
+/// MongoDB's order of types: missing 0, null 1, numbers 2, strings 3, objects 4, arrays 5,
+/// booleans 6.
+fn rank(side: &Side) -> String {
+    match side {
+        Side::Field(v) => format!(
+            "(CASE WHEN {v} IS NULL THEN 0 ELSE (CASE json_typeof({v}) WHEN 'null' THEN 1 \
+             WHEN 'number' THEN 2 WHEN 'string' THEN 3 WHEN 'object' THEN 4 WHEN 'array' THEN 5 \
+             ELSE 6 END) END)"
+        ),
+        Side::Const(Json::Null) => "1".into(),
+        Side::Const(Json::Number(_)) => "2".into(),
+        Side::Const(Json::String(_)) => "3".into(),
+        Side::Const(_) => "6".into(),
+    }
+}
+
+/// `l op r` for two values of the same rank: numbers as numeric, strings bytewise, booleans
+/// false < true (as their text), objects and arrays by their JSON text.
+fn same_rank_compare(out: &mut Sql, l: &Side, r: &Side, op: &str) {
+    match (l, r) {
+        (Side::Field(a), Side::Field(b)) => out.push(&format!(
+            "(CASE json_typeof({a}) WHEN 'number' THEN {} {op} {} \
+             WHEN 'string' THEN {} COLLATE \"C\" {op} {} COLLATE \"C\" \
+             ELSE ({a})::text COLLATE \"C\" {op} ({b})::text COLLATE \"C\" END)",
+            number(a),
+            number(b),
+            string(a),
+            string(b)
+        )),
+        (Side::Field(v), Side::Const(c)) | (Side::Const(c), Side::Field(v)) => {
+            let field_first = matches!(l, Side::Field(_));
+            let (field, constant): (String, (Param, &str)) = match c {
+                Json::Number(_) => (number(v), (Param::Text(c.to_string()), "::text::numeric")),
+                Json::String(text) => (
+                    format!("{} COLLATE \"C\"", string(v)),
+                    (
+                        Param::Text(text.replace('\0', "\u{1}")),
+                        "::text COLLATE \"C\"",
+                    ),
+                ),
+                Json::Null => {
+                    out.push("NULL::boolean");
+                    return;
+                }
+                _ => (
+                    format!("({v})::text"),
+                    (Param::Text(c.to_string()), "::text"),
+                ),
+            };
+            if field_first {
+                out.push(&format!("{field} {op} "));
+                out.bind(constant.0, constant.1);
+            } else {
+                out.bind(constant.0, constant.1);
+                out.push(&format!(" {op} {field}"));
+            }
+        }
+        (Side::Const(_), Side::Const(_)) => {
+            // Two constants: compared here, where their types are known.
+            out.push(&format!("({})", const_compare(l, r, op)));
+        }
+    }
+}
+
+fn const_compare(l: &Side, r: &Side, op: &str) -> &'static str {
+    use std::cmp::Ordering as O;
+    let (Side::Const(a), Side::Const(b)) = (l, r) else {
+        return "FALSE";
+    };
+    let ord = match (a, b) {
+        (Json::Number(x), Json::Number(y)) => x
+            .as_f64()
+            .zip(y.as_f64())
+            .and_then(|(x, y)| x.partial_cmp(&y)),
+        (Json::String(x), Json::String(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
+        (Json::Bool(x), Json::Bool(y)) => Some(x.cmp(y)),
+        _ => Some(O::Equal),
+    };
+    let holds = match (ord, op) {
+        (Some(o), "=") => o == O::Equal,
+        (Some(o), "<") => o == O::Less,
+        (Some(o), "<=") => o != O::Greater,
+        (Some(o), ">") => o == O::Greater,
+        (Some(o), ">=") => o != O::Less,
+        _ => false,
+    };
+    if holds {
+        "TRUE"
+    } else {
+        "FALSE"
+    }
+}
+
+/// `l op r` by MongoDB's type order, then by value within a type. Never NULL.
+fn compare(out: &mut Sql, op: ExprOp, l: &Side, r: &Side) {
+    let (strict, with_equal, sql_op) = match op {
+        ExprOp::Eq | ExprOp::Ne => (None, true, "="),
+        ExprOp::Lt => (Some("<"), false, "<"),
+        ExprOp::Lte => (Some("<"), true, "<="),
+        ExprOp::Gt => (Some(">"), false, ">"),
+        ExprOp::Gte => (Some(">"), true, ">="),
+    };
+    let (rl, rr) = (rank(l), rank(r));
+    out.push(if op == ExprOp::Ne { "(NOT (" } else { "((" });
+    if let Some(s) = strict {
+        out.push(&format!("{rl} {s} {rr}) OR ("));
+    }
+    out.push(&format!("{rl} = {rr} AND ({rl}"));
+    out.push(if with_equal { " <= 1 OR " } else { " > 1 AND " });
+    out.push("COALESCE(");
+    same_rank_compare(out, l, r, sql_op);
+    out.push(", FALSE))))");
 }
 
 /// `ORDER BY …`, ending with insertion order. Missing fields sort first ascending, as in

@@ -207,6 +207,29 @@ impl Queue for SqliteBackend {
         })
     }
 
+    fn retry_parked(&self, listener: &str) -> Result<u64> {
+        self.pool.write("retrying parked documents", |tx| {
+            let Some(id) = listener_id(tx, listener)? else {
+                return Ok(0);
+            };
+            tx.execute(
+                "INSERT INTO vigil_queue (listener, doc_id) \
+                 SELECT listener, doc_id FROM vigil_errors WHERE listener = ?1 AND parked = 1 \
+                 ON CONFLICT (listener, doc_id) DO UPDATE SET gen = gen + 1, attempts = 0, \
+                 not_before = 0, claimed_until = 0",
+                [id],
+            )
+            .map_err(db_err("queueing parked documents"))?;
+            let n = tx
+                .execute(
+                    "UPDATE vigil_errors SET parked = 0 WHERE listener = ?1 AND parked = 1",
+                    [id],
+                )
+                .map_err(db_err("un-parking documents"))?;
+            Ok(n as u64)
+        })
+    }
+
     fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Option<Box<dyn Claim>>> {
         claim::claim(&self.pool, worker, limit, lease)
     }

@@ -5,7 +5,7 @@
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value as Json;
 use vigil_core::backend::sql::{write_filter, FilterWriter};
-use vigil_core::filter::{Condition, Filter};
+use vigil_core::filter::{Condition, ExprOp, Filter, Operand};
 use vigil_core::{Direction, FieldPath};
 
 pub(crate) use vigil_core::backend::sql::Scope;
@@ -172,6 +172,97 @@ impl FilterWriter for Sql {
         let out = self;
         field(&accessor(path, scope), condition, out);
     }
+
+    fn compare(&mut self, scope: &Scope, op: ExprOp, left: &Operand, right: &Operand) {
+        let (l, r) = (side(left, scope), side(right, scope));
+        compare(self, op, &l, &r);
+    }
+}
+
+/// An `$expr` operand: a field's value and type-order rank, or a constant.
+enum Side {
+    Field { value: String, rank: String },
+    Const { value: Option<SqlValue>, rank: u8 },
+}
+
+/// MongoDB's order of types, for the `$expr` comparisons: missing 0, null 1, numbers 2,
+/// strings 3, objects 4, arrays 5, booleans 6.
+fn side(operand: &Operand, scope: &Scope) -> Side {
+    match operand {
+        Operand::Path(path) => {
+            let Accessor { value, kind } = accessor(path, scope);
+            let rank = format!(
+                "(CASE WHEN {kind} IS NULL THEN 0 WHEN {kind} = 'null' THEN 1 \
+                 WHEN {kind} IN ('integer','real') THEN 2 WHEN {kind} = 'text' THEN 3 \
+                 WHEN {kind} = 'object' THEN 4 WHEN {kind} = 'array' THEN 5 ELSE 6 END)"
+            );
+            Side::Field { value, rank }
+        }
+        Operand::Literal(v) => match v {
+            Json::Bool(b) => Side::Const {
+                value: Some(SqlValue::Integer(i64::from(*b))),
+                rank: 6,
+            },
+            Json::Number(_) => Side::Const {
+                value: scalar(v),
+                rank: 2,
+            },
+            Json::String(_) => Side::Const {
+                value: scalar(v),
+                rank: 3,
+            },
+            _ => Side::Const {
+                value: None,
+                rank: 1,
+            },
+        },
+    }
+}
+
+fn rank(out: &mut Sql, s: &Side) {
+    match s {
+        Side::Field { rank, .. } => out.push(rank),
+        Side::Const { rank, .. } => out.push(&rank.to_string()),
+    }
+}
+
+fn value(out: &mut Sql, s: &Side) {
+    match s {
+        Side::Field { value, .. } => out.push(value),
+        Side::Const { value: Some(v), .. } => out.bind(v.clone()),
+        Side::Const { value: None, .. } => out.push("NULL"),
+    }
+}
+
+/// `l op r` by type order, then by value within a type (numbers across integer and real;
+/// strings bytewise; booleans false < true; objects and arrays by their JSON text). Missing
+/// and null have one value each. Never NULL, so negations need no care.
+fn compare(out: &mut Sql, op: ExprOp, l: &Side, r: &Side) {
+    let (strict, with_equal, sql_op) = match op {
+        ExprOp::Eq | ExprOp::Ne => (None, true, "="),
+        ExprOp::Lt => (Some("<"), false, "<"),
+        ExprOp::Lte => (Some("<"), true, "<="),
+        ExprOp::Gt => (Some(">"), false, ">"),
+        ExprOp::Gte => (Some(">"), true, ">="),
+    };
+    out.push(if op == ExprOp::Ne { "(NOT (" } else { "((" });
+    if let Some(s) = strict {
+        rank(out, l);
+        out.push(&format!(" {s} "));
+        rank(out, r);
+        out.push(") OR (");
+    }
+    rank(out, l);
+    out.push(" = ");
+    rank(out, r);
+    out.push(" AND (");
+    rank(out, l);
+    out.push(if with_equal { " <= 1 OR " } else { " > 1 AND " });
+    out.push("COALESCE(");
+    value(out, l);
+    out.push(&format!(" {sql_op} "));
+    value(out, r);
+    out.push(", 0))))");
 }
 
 fn equals(a: &Accessor, v: &Json, out: &mut Sql) {

@@ -199,6 +199,15 @@ impl Datalayer {
         self.store().failures(listener)
     }
 
+    /// Gives the documents a listener parked after failing another chance: they are queued
+    /// again as fresh work (attempts reset) for the next worker; their error records stay
+    /// until the retry succeeds. Returns how many were queued. What an operator does after
+    /// fixing what made them fail (a model rolled, a codec registered).
+    pub fn retry_parked(&self, listener: &str) -> Result<u64> {
+        self.listener(listener)?;
+        self.store().retry_parked(listener)
+    }
+
     /// Queued listener work: one listener's, or all.
     pub fn pending(&self, listener: Option<&str>) -> Result<u64> {
         self.store().pending(listener)

@@ -4,3 +4,4 @@ pub mod data;
 pub mod demo;
 pub mod listen;
 pub mod registry;
+pub mod server;

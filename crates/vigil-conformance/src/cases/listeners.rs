@@ -306,6 +306,85 @@ pub fn undecodable_images_are_parked_and_the_rest_predicted(factory: &Factory) {
     );
 }
 
+pub fn parked_documents_are_retried_on_request(factory: &Factory) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // A model that fails on odd classes until it is "fixed": each run registers its own
+    // function, so suites of several backends in one process do not share the switch.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!("odd_fails_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let broken = Arc::new(AtomicBool::new(true));
+    let switch = broken.clone();
+    vigil::ml::register_function(
+        &name,
+        Arc::new(move |xs: &[Value]| {
+            xs.iter()
+                .map(|x| match x.as_i64() {
+                    Some(n) if n % 2 == 1 && switch.load(Ordering::SeqCst) => {
+                        Err(vigil::Error::model("odd", "odd classes are broken"))
+                    }
+                    Some(n) => Ok(Value::Int(n * 10)),
+                    None => Err(vigil::Error::model("odd", "not an integer")),
+                })
+                .collect()
+        }),
+    );
+    let (db, mnist) = with_digits(factory, 200);
+    let mut m = PipelineModel::function("tens", &name).unwrap();
+    db.add_model(&mut m).unwrap();
+    let listener = db
+        .listen("mnist", "class", "tens", json!({}))
+        .unwrap()
+        .listener
+        .name;
+    let options = || {
+        WorkerOptions::new()
+            .max_attempts(2)
+            .backoff(Duration::from_millis(1))
+    };
+    settle(&db, options());
+    let odd = mnist
+        .count(json!({"class": {"$in": [1, 3, 5, 7, 9]}}))
+        .unwrap();
+    assert!(odd > 0);
+    let status = db.listener_status(&listener).unwrap();
+    assert_eq!((status.parked, status.pending), (odd, 0));
+    assert_eq!(
+        mnist
+            .count(json!({"_outputs.class.tens": {"$exists": true}}))
+            .unwrap(),
+        200 - odd
+    );
+
+    // Nothing is retried until asked; an unknown listener is an error, not a silent zero.
+    assert!(db.retry_parked("mnist/class/nope").is_err());
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(db.retry_parked(&listener).unwrap(), odd);
+    let status = db.listener_status(&listener).unwrap();
+    assert_eq!(
+        (status.parked, status.retrying, status.pending),
+        (0, odd, odd)
+    );
+    settle(&db, options());
+    assert!(db.failures(Some(&listener)).unwrap().is_empty());
+    for doc in mnist.find(json!({})).run().unwrap() {
+        let doc = doc.unwrap();
+        let class = doc.get("class").and_then(Value::as_i64).unwrap();
+        assert_eq!(
+            doc.get_path("_outputs.class.tens"),
+            Some(&Value::Int(class * 10))
+        );
+    }
+    // Outputs compared with the field they were computed from: only class 0 maps to itself.
+    assert_eq!(
+        mnist
+            .count(json!({"$expr": {"$eq": ["$_outputs.class.tens", "$class"]}}))
+            .unwrap(),
+        mnist.count(json!({"class": 0})).unwrap()
+    );
+    // Retrying with nothing parked queues nothing.
+    assert_eq!(db.retry_parked(&listener).unwrap(), 0);
+}
+
 fn register_functions() {
     vigil::ml::register_function(
         "parity",

@@ -255,6 +255,161 @@ pub fn types_are_strict_and_missing_fields_negate(factory: &Factory) {
     );
 }
 
+/// MongoDB's order of types for `$expr` comparisons: missing, null, numbers, strings,
+/// booleans (objects and arrays are not among these values).
+fn type_rank(v: Option<&Json>) -> u8 {
+    match v {
+        None => 0,
+        Some(Json::Null) => 1,
+        Some(Json::Number(_)) => 2,
+        Some(Json::String(_)) => 3,
+        Some(Json::Object(_)) => 4,
+        Some(Json::Array(_)) => 5,
+        Some(Json::Bool(_)) => 6,
+    }
+}
+
+/// The reference: MongoDB's comparison of two scalar values (or missing ones).
+fn mongo_cmp(a: Option<&Json>, b: Option<&Json>) -> std::cmp::Ordering {
+    let (ra, rb) = (type_rank(a), type_rank(b));
+    if ra != rb {
+        return ra.cmp(&rb);
+    }
+    match (a, b) {
+        (Some(Json::Number(x)), Some(Json::Number(y))) => {
+            x.as_f64().unwrap().total_cmp(&y.as_f64().unwrap())
+        }
+        (Some(Json::String(x)), Some(Json::String(y))) => x.as_bytes().cmp(y.as_bytes()),
+        (Some(Json::Bool(x)), Some(Json::Bool(y))) => x.cmp(y),
+        _ => std::cmp::Ordering::Equal,
+    }
+}
+
+/// `$expr` compares two fields of a document (or a field and a constant) by MongoDB's rules:
+/// types in MongoDB's order, numbers across integer and float, a missing field equal only to
+/// a missing one. Every pair of 15 values is checked against a reference written here.
+pub fn expr_compares_fields_by_mongodb_rules(factory: &Factory) {
+    let db = fresh(factory);
+    let coll = db.collection("pairs").unwrap();
+    let values: Vec<Option<Json>> = vec![
+        None,
+        Some(json!(null)),
+        Some(json!(0)),
+        Some(json!(1)),
+        Some(json!(1.0)),
+        Some(json!(2.5)),
+        Some(json!(-3)),
+        Some(json!("")),
+        Some(json!("1")),
+        Some(json!("a")),
+        Some(json!("ab")),
+        Some(json!("B")),
+        Some(json!("é")),
+        Some(json!(false)),
+        Some(json!(true)),
+    ];
+    let mut docs = Vec::new();
+    let mut pairs = Vec::new();
+    for a in &values {
+        for b in &values {
+            let mut d = serde_json::Map::new();
+            d.insert("_id".into(), json!(pairs.len()));
+            if let Some(a) = a {
+                d.insert("a".into(), a.clone());
+            }
+            if let Some(b) = b {
+                d.insert("n".into(), json!({"b": b}));
+            }
+            docs.push(Json::Object(d));
+            pairs.push((a.clone(), b.clone()));
+        }
+    }
+    coll.insert_many(docs).unwrap();
+    let ids = |filter: Json| -> Vec<i64> {
+        let mut out: Vec<i64> = coll
+            .find(filter)
+            .projection(json!({"_id": 1}))
+            .run()
+            .unwrap()
+            .map(|d| d.unwrap().id().unwrap().as_i64().unwrap())
+            .collect();
+        out.sort();
+        out
+    };
+    use std::cmp::Ordering::*;
+    type Holds = fn(std::cmp::Ordering) -> bool;
+    let ops: [(&str, Holds); 6] = [
+        ("$eq", |o| o == Equal),
+        ("$ne", |o| o != Equal),
+        ("$gt", |o| o == Greater),
+        ("$gte", |o| o != Less),
+        ("$lt", |o| o == Less),
+        ("$lte", |o| o != Greater),
+    ];
+    for (op, holds) in ops {
+        let expected: Vec<i64> = (0..pairs.len() as i64)
+            .filter(|&i| {
+                let (a, b) = &pairs[i as usize];
+                holds(mongo_cmp(a.as_ref(), b.as_ref()))
+            })
+            .collect();
+        assert_eq!(
+            ids(json!({"$expr": {op: ["$a", "$n.b"]}})),
+            expected,
+            "{op} of two fields"
+        );
+        // A constant on either side.
+        for c in [json!(1), json!("ab"), json!(true), json!(null)] {
+            let expected: Vec<i64> = (0..pairs.len() as i64)
+                .filter(|&i| holds(mongo_cmp(pairs[i as usize].0.as_ref(), Some(&c))))
+                .collect();
+            assert_eq!(
+                ids(json!({"$expr": {op: ["$a", c]}})),
+                expected,
+                "{op} of a and {c}"
+            );
+            let flipped: Vec<i64> = (0..pairs.len() as i64)
+                .filter(|&i| holds(mongo_cmp(Some(&c), pairs[i as usize].0.as_ref())))
+                .collect();
+            assert_eq!(
+                ids(json!({"$expr": {op: [c, "$a"]}})),
+                flipped,
+                "{op} of {c} and a"
+            );
+        }
+    }
+    // Logical operators inside `$expr`, and `$expr` beside ordinary conditions.
+    let lt_or_eq =
+        ids(json!({"$expr": {"$or": [{"$lt": ["$a", "$n.b"]}, {"$eq": ["$a", "$n.b"]}]}}));
+    assert_eq!(lt_or_eq, ids(json!({"$expr": {"$lte": ["$a", "$n.b"]}})));
+    let not_gt = ids(json!({"$expr": {"$not": [{"$gt": ["$a", "$n.b"]}]}}));
+    assert_eq!(not_gt, lt_or_eq);
+    let both = ids(
+        json!({"a": {"$gt": 0}, "$expr": {"$and": [{"$gt": ["$a", "$n.b"]}, {"$ne": ["$n.b", null]}]}}),
+    );
+    let expected: Vec<i64> = (0..pairs.len() as i64)
+        .filter(|&i| {
+            let (a, b) = &pairs[i as usize];
+            a.as_ref().and_then(Json::as_f64).is_some_and(|x| x > 0.0)
+                && mongo_cmp(a.as_ref(), b.as_ref()) == Greater
+                && mongo_cmp(b.as_ref(), Some(&Json::Null)) != Equal
+        })
+        .collect();
+    assert_eq!(both, expected);
+    // Errors name what is not supported.
+    for (filter, expected) in [
+        (json!({"$expr": {"$add": ["$a", 1]}}), "`$add`"),
+        (json!({"$expr": {"$eq": ["$a"]}}), "two operands"),
+        (json!({"$expr": {"$eq": ["$$ROOT", 1]}}), "`$$ROOT`"),
+        (json!({"$expr": {"$eq": ["$a", [1]]}}), "constant"),
+        (json!({"$expr": {"$eq": ["$a b", 1]}}), "invalid field name"),
+        (json!({"$expr": 1}), "`$expr`"),
+    ] {
+        let err = coll.count(filter.clone()).unwrap_err().to_string();
+        assert!(err.contains(expected), "{filter}: {err}");
+    }
+}
+
 /// Filters on `_id` use its own type too, and `$in` on ids.
 pub fn filters_on_ids(factory: &Factory) {
     let db = fresh(factory);

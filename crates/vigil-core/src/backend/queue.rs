@@ -76,4 +76,9 @@ pub trait Queue {
 
     /// Documents listeners failed on, most recent first.
     fn failures(&self, listener: Option<&str>) -> Result<Vec<FailureRecord>>;
+
+    /// Queues again, as fresh work (attempts reset), every document `listener` parked after
+    /// failing; their error records stay, no longer parked, until the retry succeeds or fails
+    /// again. Returns how many were queued (0 for an unknown listener).
+    fn retry_parked(&self, listener: &str) -> Result<u64>;
 }

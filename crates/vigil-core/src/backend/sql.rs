@@ -4,7 +4,7 @@
 //! structure of a compiled filter, and the checks `create_index` and listeners make. Each
 //! backend supplies only its statements and its own SQL for a field's condition.
 
-use crate::filter::Condition;
+use crate::filter::{Condition, ExprOp, Operand};
 use crate::names::FieldPath;
 use crate::{stored, Document, Error, Filter, Result, Update, UpdateOutcome, OUTPUTS_FIELD};
 
@@ -129,6 +129,8 @@ pub trait FilterWriter {
     fn push(&mut self, text: &str);
     /// Appends the SQL of one condition on one path, resolved against `scope`.
     fn condition(&mut self, scope: &Scope, path: &FieldPath, condition: &Condition);
+    /// Appends the SQL of an `$expr` comparison of two operands.
+    fn compare(&mut self, scope: &Scope, op: ExprOp, left: &Operand, right: &Operand);
 }
 
 /// Appends a filter's SQL. Its truth value is true, or false/NULL for "no match": NULL only
@@ -159,6 +161,7 @@ pub fn write_filter<W: FilterWriter>(f: &Filter, scope: &Scope, out: &mut W) {
             out.push(W::NOT_CLOSE);
         }
         Filter::Field { path, condition } => out.condition(scope, path, condition),
+        Filter::Compare { op, left, right } => out.compare(scope, *op, left, right),
     }
 }
 
