@@ -656,6 +656,11 @@ impl PyDatalayer {
         to_pyjson(py, &jobs)
     }
 
+    /// Queues a listener's parked documents again (attempts reset); returns how many.
+    fn retry_parked(&self, py: Python<'_>, listener: &str) -> PyResult<u64> {
+        py.detach(|| self.db.retry_parked(listener)).py()
+    }
+
     /// Documents listeners failed on, with the reason, attempts and whether parked.
     #[pyo3(signature = (listener=None))]
     fn errors(&self, py: Python<'_>, listener: Option<&str>) -> PyResult<Py<PyAny>> {

@@ -250,6 +250,14 @@ def test_python_models_that_hang_raise_or_return_garbage_fail_alone(db_url, tmp_
             assert "_outputs" not in doc or "faulty" not in doc["_outputs"].get("n", {})
         else:
             assert doc["_outputs"]["n"]["faulty"] == doc["n"] * 2
+    # Once the model is fixed, the parked documents are retried on request, here.
+    assert db.retry_parked("numbers/n/faulty") == 3
+    assert db.listener_status("numbers/n/faulty")["parked"] == 0
+    db.process_pending()
+    assert db.errors() == []
+    assert coll.count_documents({"_outputs.n.faulty": {"$exists": True}}) == 60
+    with pytest.raises(vigil.NotFoundError):
+        db.retry_parked("numbers/n/nope")
 
 
 INTERRUPTED_BACKFILL = textwrap.dedent("""

@@ -327,3 +327,52 @@ fn show_lists_components_and_prints_records() {
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no model `nope`")
     );
 }
+
+#[test]
+fn tokens_are_created_once_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tokens.db");
+    let secret = stdout(&vigil(
+        &db,
+        &["token", "create", "--name", "ops", "--scope", "admin"],
+    ));
+    let secret = secret.trim();
+    assert!(secret.starts_with("vgl_") && secret.len() > 40, "{secret}");
+    let listed = stdout(&vigil(&db, &["token", "list"]));
+    assert!(listed.starts_with("ops\tadmin\tcreated "), "{listed}");
+    assert!(!listed.contains(secret));
+    // Only the hash is in the file.
+    let bytes = std::fs::read(&db).unwrap();
+    assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    // A second token of the same name, a bad scope and a bad name are refused.
+    let again = vigil(&db, &["token", "create", "--name", "ops"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("revoke it first"));
+    let bad = vigil(&db, &["token", "create", "--name", "x", "--scope", "root"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("read, write or admin"));
+    assert_eq!(
+        vigil(&db, &["token", "create", "--name", "a b"])
+            .status
+            .code(),
+        Some(1)
+    );
+    stdout(&vigil(&db, &["token", "revoke", "ops"]));
+    assert_eq!(stdout(&vigil(&db, &["token", "list"])), "");
+    assert_eq!(
+        vigil(&db, &["token", "revoke", "ops"]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn serve_reports_an_address_it_cannot_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("serve.db");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = vigil(&db, &["serve", "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("listening on {addr}")), "{err}");
+}

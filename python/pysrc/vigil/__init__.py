@@ -350,6 +350,11 @@ class Datalayer:
     def errors(self, listener: Optional[str] = None) -> List[Dict[str, Any]]:
         return self._native.errors(listener)
 
+    def retry_parked(self, listener: str) -> int:
+        """Queues the documents ``listener`` parked after failing again, for the next worker
+        (after fixing what made them fail); returns how many."""
+        return self._native.retry_parked(listener)
+
     def __repr__(self) -> str:
         return repr(self._native)
 
