@@ -82,11 +82,25 @@ pub struct PyCollection {
     pub inner: Collection,
 }
 
-fn outcome(py: Python<'_>, o: UpdateOutcome) -> PyResult<Py<PyAny>> {
+/// An update's result with pymongo's names: `matched_count`, `modified_count`,
+/// `upserted_id` (None unless an upsert inserted).
+fn outcome(py: Python<'_>, o: vigil::UpsertOutcome) -> PyResult<Py<PyAny>> {
     let d = PyDict::new(py);
     d.set_item("matched_count", o.matched)?;
     d.set_item("modified_count", o.modified)?;
+    match &o.upserted_id {
+        Some(id) => d.set_item("upserted_id", to_py(py, id)?)?,
+        None => d.set_item("upserted_id", py.None())?,
+    }
     Ok(d.into_any().unbind())
+}
+
+fn plain(o: UpdateOutcome) -> vigil::UpsertOutcome {
+    vigil::UpsertOutcome {
+        matched: o.matched,
+        modified: o.modified,
+        upserted_id: None,
+    }
 }
 
 #[pymethods]
@@ -217,13 +231,21 @@ impl PyCollection {
     }
 
     /// Applies `update` (`$set`, `$unset`, `$inc`, …) to the first matching document.
+    /// With `upsert=True`, inserts a document when none matches: the filter's equalities
+    /// with the update applied (`$setOnInsert` included).
+    #[pyo3(signature = (filter, update, upsert=false))]
     fn update_one(
         &self,
         py: Python<'_>,
         filter: &Bound<'_, PyAny>,
         update: &Bound<'_, PyAny>,
+        upsert: bool,
     ) -> PyResult<Py<PyAny>> {
-        self.change(py, filter, update, Collection::update_one)
+        if upsert {
+            self.change(py, filter, update, Collection::upsert_one)
+        } else {
+            self.change(py, filter, update, |c, f, d| c.update_one(f, d).map(plain))
+        }
     }
 
     /// Applies `update` to every matching document, in one transaction.
@@ -233,17 +255,26 @@ impl PyCollection {
         filter: &Bound<'_, PyAny>,
         update: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        self.change(py, filter, update, Collection::update_many)
+        self.change(py, filter, update, |c, f, d| c.update_many(f, d).map(plain))
     }
 
-    /// Replaces the first matching document, keeping its `_id`.
+    /// Replaces the first matching document, keeping its `_id`; with `upsert=True`,
+    /// inserts `replacement` when none matches.
+    #[pyo3(signature = (filter, replacement, upsert=false))]
     fn replace_one(
         &self,
         py: Python<'_>,
         filter: &Bound<'_, PyAny>,
         replacement: &Bound<'_, PyAny>,
+        upsert: bool,
     ) -> PyResult<Py<PyAny>> {
-        self.change(py, filter, replacement, Collection::replace_one)
+        if upsert {
+            self.change(py, filter, replacement, Collection::replace_or_insert)
+        } else {
+            self.change(py, filter, replacement, |c, f, d| {
+                c.replace_one(f, d).map(plain)
+            })
+        }
     }
 
     /// Deletes the first matching document; returns how many (0 or 1).
@@ -292,7 +323,7 @@ impl PyCollection {
         py: Python<'_>,
         filter: &Bound<'_, PyAny>,
         doc: &Bound<'_, PyAny>,
-        op: fn(&Collection, Json, Document) -> vigil::Result<UpdateOutcome>,
+        op: fn(&Collection, Json, Document) -> vigil::Result<vigil::UpsertOutcome>,
     ) -> PyResult<Py<PyAny>> {
         let (f, d) = (to_json(filter)?, to_document(doc)?);
         let o = py.detach(|| op(&self.inner, f, d)).py()?;

@@ -59,13 +59,13 @@ def test_updates_replace_delete_and_indexes(db, digits):
     coll.insert_many(digits[:500])
     sevens = coll.count_documents({"class": 7})
     r = coll.update_many({"class": 7}, {"$set": {"checked": True}, "$inc": {"class": 0}})
-    assert r == {"matched_count": sevens, "modified_count": sevens}
+    assert r == {"matched_count": sevens, "modified_count": sevens, "upserted_id": None}
     assert coll.count_documents({"checked": True}) == sevens
     one = coll.find_one({"class": 7})
     assert coll.replace_one({"_id": one["_id"]}, {"class": 70})["modified_count"] == 1
     assert coll.find_one({"_id": one["_id"]})["class"] == 70
     assert coll.update_one({"class": 999}, {"$set": {"x": 1}}) == \
-        {"matched_count": 0, "modified_count": 0}
+        {"matched_count": 0, "modified_count": 0, "upserted_id": None}
     assert coll.delete_one({"class": 70}) == 1
     assert coll.delete_many({"checked": True}) == sevens - 1
     coll.create_index("class")
@@ -82,3 +82,21 @@ def test_postgres_behaves_the_same(pg, digits):
     first = coll.find_one({}, {"img": 1})
     assert first["img"].size == (28, 28)
     assert [d["class"] for d in coll.find({"class": 0}).limit(3)] == [0, 0, 0]
+
+
+def test_update_operators_and_upserts_with_pymongo_names(db):
+    coll = db["ops"]
+    coll.insert_one({"_id": 1, "tags": ["a"], "n": 2})
+    r = coll.update_one({"_id": 1}, {"$push": {"tags": {"$each": ["b", "c"], "$slice": -2}},
+                                     "$mul": {"n": 1.5}, "$addToSet": {"seen": "x"}})
+    assert r == {"matched_count": 1, "modified_count": 1, "upserted_id": None}
+    assert coll.find_one({"_id": 1}, {"_fold": 0}) == {"_id": 1, "tags": ["b", "c"], "n": 3.0,
+                                                          "seen": ["x"]}
+    r = coll.update_one({"_id": "u", "kind": "new"}, {"$inc": {"hits": 1}}, upsert=True)
+    assert r == {"matched_count": 0, "modified_count": 0, "upserted_id": "u"}
+    assert coll.find_one({"_id": "u"}, {"_fold": 0}) == {"_id": "u", "kind": "new", "hits": 1}
+    assert coll.update_one({"_id": "u"}, {"$inc": {"hits": 1}}, upsert=True)["upserted_id"] is None
+    assert coll.replace_one({"_id": "r"}, {"v": 1}, upsert=True)["upserted_id"] == "r"
+    assert coll.count_documents({}) == 3
+    with pytest.raises(vigil.InvalidQueryError):
+        coll.update_one({"_id": 1}, {"$set": {"a": 1}, "$unset": {"a": ""}})

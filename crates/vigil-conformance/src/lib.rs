@@ -39,6 +39,7 @@ macro_rules! conformance_suite {
             sort_skip_limit_and_projection,
             cursors_stream_and_allow_writes_while_iterating,
             updates_set_unset_inc,
+            update_operators_and_upserts,
             failed_updates_change_nothing,
             replace_keeps_the_id,
             deletes,

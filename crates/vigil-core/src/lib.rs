@@ -12,6 +12,7 @@ pub mod filter;
 pub mod ids;
 pub mod listen;
 pub mod names;
+pub mod order;
 pub mod query;
 pub mod stored;
 pub mod update;

@@ -325,6 +325,25 @@ fn documents_round_trip_through_the_api() {
         s.db.collection("mnist").unwrap().count(json!({})).unwrap(),
         300 - gone
     );
+    let (_, upserted) = s.post(
+        &token,
+        "/api/collections/mnist/update",
+        json!({"filter": {"_id": "u1"}, "update": {"$push": {"seen": 1}}, "upsert": true}),
+    );
+    assert_eq!(
+        upserted,
+        json!({"matched": 0, "modified": 0, "upserted_id": "u1"})
+    );
+    let (_, again) = s.post(
+        &token,
+        "/api/collections/mnist/update",
+        json!({"filter": {"_id": "u1"}, "update": {"$push": {"seen": 2}}, "upsert": true}),
+    );
+    assert_eq!(again, json!({"matched": 1, "modified": 1}));
+    assert_eq!(
+        s.get(&token, "/api/collections/mnist/documents/u1").1["seen"],
+        json!([1, 2])
+    );
     // Integer ids are found from their digits.
     s.post(
         &token,
@@ -417,7 +436,7 @@ fn bad_requests_get_clear_4xx_errors() {
             s.post(
                 &token,
                 "/api/collections/mnist/update",
-                json!({"filter": {}, "update": {"$rename": {"a": "b"}}}),
+                json!({"filter": {}, "update": {"$currentDate": {"a": true}}}),
             ),
         ),
         (

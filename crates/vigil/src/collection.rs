@@ -143,7 +143,8 @@ impl Collection {
         self.db.store().count(&self.name, &parse_filter(filter)?)
     }
 
-    /// Applies `{"$set": …, "$unset": …, "$inc": …}` to the first matching document.
+    /// Applies an update (`{"$set": …, "$inc": …, "$push": …}`: MongoDB's operators, see
+    /// [`vigil_core::update`]) to the first matching document.
     pub fn update_one(&self, filter: Json, update: impl IntoDocument) -> Result<UpdateOutcome> {
         self.update(filter, update, false)
     }
@@ -154,19 +155,84 @@ impl Collection {
     }
 
     fn update(&self, filter: Json, update: impl IntoDocument, many: bool) -> Result<UpdateOutcome> {
+        let (filter, update) = self.parse_update(filter, update)?;
+        self.db.store().update(&self.name, &filter, &update, many)
+    }
+
+    fn parse_update(&self, filter: Json, update: impl IntoDocument) -> Result<(Filter, Update)> {
         let filter = parse_filter(filter)?;
         let update = Update::parse(&update.into_document()?)?;
-        // Values being set must be storable, as if inserted; one distinct key each, so no
-        // value shadows another (the paths themselves were validated by `Update::parse`).
-        let mut set = Document::new();
+        // Values being written must be storable, as if inserted; one distinct key each, so
+        // no value shadows another (the paths themselves were validated by `Update::parse`).
+        let mut written = Document::new();
         for (i, op) in update.ops().iter().enumerate() {
-            if let UpdateOp::Set(_, value) = op {
-                set.insert(format!("set{i}"), value.clone());
+            let values: Vec<&Value> = match op {
+                UpdateOp::Set(_, v) | UpdateOp::SetOnInsert(_, v) | UpdateOp::Bound(_, v, _) => {
+                    vec![v]
+                }
+                UpdateOp::Push(_, push) => push.each.iter().collect(),
+                UpdateOp::AddToSet(_, values) => values.iter().collect(),
+                _ => Vec::new(),
+            };
+            for (j, v) in values.into_iter().enumerate() {
+                written.insert(format!("v{i}_{j}"), v.clone());
             }
         }
         self.db
-            .with_codecs(|c| stored::check_document(&set, None, Some(c)))?;
-        self.db.store().update(&self.name, &filter, &update, many)
+            .with_codecs(|c| stored::check_document(&written, None, Some(c)))?;
+        Ok((filter, update))
+    }
+
+    /// [`Collection::update_one`], inserting a document when none matches, as MongoDB's
+    /// `upsert`: the new document is the filter's equality conditions (`{"a": 1}`,
+    /// `{"n.b": 2}`) with the update applied, `$setOnInsert` included, and `_id` from the
+    /// filter when it names one. The update and the insert are two transactions: when two
+    /// upserts race and the filter names the `_id`, the loser's insert meets the winner's
+    /// document and is applied to it as an update instead; without an `_id` both may insert,
+    /// as in MongoDB without a unique index.
+    pub fn upsert_one(&self, filter: Json, update: impl IntoDocument) -> Result<UpsertOutcome> {
+        let (filter, update) = self.parse_update(filter, update)?;
+        let out = self
+            .db
+            .store()
+            .update(&self.name, &filter, &update, false)?;
+        if out.matched > 0 {
+            return Ok(UpsertOutcome::updated(out));
+        }
+        let doc = update.apply_for_insert(&vigil_core::update::upsert_base(&filter)?)?;
+        match self.insert_one(doc) {
+            Ok(id) => Ok(UpsertOutcome::inserted(id)),
+            Err(Error::DuplicateId { .. }) => {
+                let out = self
+                    .db
+                    .store()
+                    .update(&self.name, &filter, &update, false)?;
+                Ok(UpsertOutcome::updated(out))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Collection::replace_one`], inserting `doc` when nothing matches (with the filter's
+    /// `_id` when it names one and `doc` has none).
+    pub fn replace_or_insert(&self, filter: Json, doc: impl IntoDocument) -> Result<UpsertOutcome> {
+        let mut doc = doc.into_document()?;
+        let base = vigil_core::update::upsert_base(&Filter::parse(&filter)?)?;
+        let out = self.replace_one(filter.clone(), doc.clone())?;
+        if out.matched > 0 {
+            return Ok(UpsertOutcome::updated(out));
+        }
+        if let (None, Some(id)) = (doc.get(ID_FIELD), base.get(ID_FIELD)) {
+            doc.insert_first(ID_FIELD, id.clone());
+        }
+        doc.remove(vigil_core::OUTPUTS_FIELD);
+        match self.insert_one(doc.clone()) {
+            Ok(id) => Ok(UpsertOutcome::inserted(id)),
+            Err(Error::DuplicateId { .. }) => {
+                Ok(UpsertOutcome::updated(self.replace_one(filter, doc)?))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Replaces the first matching document with `doc`, keeping its `_id`. An `_outputs` field
@@ -205,6 +271,35 @@ impl Collection {
     /// The indexed field paths.
     pub fn list_indexes(&self) -> Result<Vec<FieldPath>> {
         self.db.store().list_indexes(&self.name)
+    }
+}
+
+/// What an upsert did: updated (or replaced) a matching document, or inserted one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpsertOutcome {
+    /// Documents the filter matched (0 when one was inserted).
+    pub matched: u64,
+    /// Documents whose stored content changed.
+    pub modified: u64,
+    /// The inserted document's `_id`, when one was inserted.
+    pub upserted_id: Option<Value>,
+}
+
+impl UpsertOutcome {
+    fn updated(out: UpdateOutcome) -> Self {
+        UpsertOutcome {
+            matched: out.matched,
+            modified: out.modified,
+            upserted_id: None,
+        }
+    }
+
+    fn inserted(id: Value) -> Self {
+        UpsertOutcome {
+            matched: 0,
+            modified: 0,
+            upserted_id: Some(id),
+        }
     }
 }
 

@@ -36,7 +36,7 @@ mod listener;
 pub mod registry;
 mod worker;
 
-pub use collection::{Collection, Cursor, Find, IntoDocument};
+pub use collection::{Collection, Cursor, Find, IntoDocument, UpsertOutcome};
 pub use datalayer::{connect, Datalayer, Options};
 pub use fit::{FitObserver, FitOptions, FitProgress};
 pub use image;
@@ -46,7 +46,7 @@ pub use serde_json::json;
 pub use vigil_core::backend::{ComponentVersions, OutputCount, StoredComponent};
 pub use vigil_core::listen::{Applied, FailureRecord, JobRecord, JobStatus, ListenerRecord};
 pub use vigil_core::{
-    codec, filter, ids, listen, names, query, stored, update, Backend, Codec, Codecs, DType,
+    codec, filter, ids, listen, names, order, query, stored, update, Backend, Codec, Codecs, DType,
     Direction, Document, Encoded, Error, FieldPath, Filter, Location, PngCodec, Result, Tensor,
     TensorCodec, UpdateOutcome, Value, FOLD_FIELD, ID_FIELD, OUTPUTS_FIELD,
 };

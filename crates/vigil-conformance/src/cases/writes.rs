@@ -268,7 +268,8 @@ pub fn failed_updates_change_nothing(factory: &Factory) {
         (json!({"class": 1}), "only operators"),
         (json!({"$set": {"_id": 1}}), "_id cannot be changed"),
         (json!({"$inc": {"views": "1"}}), "a number"),
-        (json!({"$push": {"tags": 1}}), "$push"),
+        (json!({"$currentDate": {"tags": true}}), "$currentDate"),
+        (json!({"$push": {"views": 1}}), "an array field"),
         (json!({}), "changes nothing"),
         (
             json!({"$set": {"x": f64::MAX}, "$unset": {"bad name": 1}}),
@@ -278,6 +279,115 @@ pub fn failed_updates_change_nothing(factory: &Factory) {
         let err = mnist.update_many(json!({}), bad).unwrap_err().to_string();
         assert!(err.contains(expected), "{err} should mention {expected}");
     }
+}
+
+/// MongoDB's update operators on arrays, numbers and nested paths, and upserts, through the
+/// backend (each matched document changed inside its transaction).
+pub fn update_operators_and_upserts(factory: &Factory) {
+    let db = fresh(factory);
+    let c = db.collection("ops").unwrap();
+    c.insert_many(vec![
+        json!({"_id": 1, "tags": ["a", "b"], "n": {"k": [1, 2, 3]}, "score": 10}),
+        json!({"_id": 2, "tags": ["b"], "score": 5.5}),
+    ])
+    .unwrap();
+    let doc = |id: i64| c.find_one(json!({"_id": id})).unwrap().unwrap().to_json();
+    let out = c
+        .update_many(
+            json!({}),
+            json!({"$addToSet": {"tags": {"$each": ["b", "c"]}}, "$mul": {"score": 2}, "$max": {"best": 7}}),
+        )
+        .unwrap();
+    assert_eq!((out.matched, out.modified), (2, 2));
+    assert_eq!(doc(1)["tags"], json!(["a", "b", "c"]));
+    assert_eq!(doc(2)["tags"], json!(["b", "c"]));
+    assert_eq!(
+        (doc(1)["score"].clone(), doc(2)["score"].clone()),
+        (json!(20), json!(11.0))
+    );
+    c.update_one(
+        json!({"_id": 1}),
+        json!({"$push": {"n.k": {"$each": [4, 5], "$slice": -3}}, "$pull": {"tags": {"$in": ["a", "c"]}},
+               "$rename": {"best": "top"}, "$set": {"n.k2.0": "x"}}),
+    )
+    .unwrap();
+    assert_eq!(
+        doc(1),
+        json!({"_id": 1, "tags": ["b"], "n": {"k": [3, 4, 5], "k2": {"0": "x"}}, "score": 20, "_fold": doc(1)["_fold"], "top": 7})
+    );
+    c.update_one(
+        json!({"_id": 2}),
+        json!({"$pop": {"tags": -1}, "$min": {"best": 3}, "$unset": {"score": ""}}),
+    )
+    .unwrap();
+    assert_eq!(doc(2)["tags"], json!(["c"]));
+    assert_eq!(doc(2)["best"], json!(3));
+    assert!(doc(2).get("score").is_none());
+    // Filters see the new values, in SQL.
+    assert_eq!(c.count(json!({"n.k": [3, 4, 5]})).unwrap(), 1);
+
+    // Upserts: an update that matches nothing inserts the filter's equalities, changed.
+    let up = c
+        .upsert_one(
+            json!({"_id": 9, "kind": "new", "score": {"$gt": 3}}),
+            json!({"$inc": {"hits": 1}, "$setOnInsert": {"made": true}}),
+        )
+        .unwrap();
+    assert_eq!(
+        (up.matched, up.upserted_id.clone()),
+        (0, Some(Value::Int(9)))
+    );
+    assert_eq!(
+        doc(9),
+        json!({"_id": 9, "kind": "new", "hits": 1, "made": true, "_fold": doc(9)["_fold"]})
+    );
+    let again = c
+        .upsert_one(
+            json!({"_id": 9, "kind": "new"}),
+            json!({"$inc": {"hits": 1}, "$setOnInsert": {"made": false}}),
+        )
+        .unwrap();
+    assert_eq!(
+        (again.matched, again.modified, again.upserted_id),
+        (1, 1, None)
+    );
+    assert_eq!(
+        (doc(9)["hits"].clone(), doc(9)["made"].clone()),
+        (json!(2), json!(true))
+    );
+    let fresh_id = c
+        .upsert_one(json!({"n.deep": 1}), json!({"$set": {"x": 1}}))
+        .unwrap()
+        .upserted_id
+        .unwrap();
+    let made = c
+        .find_one(json!({"_id": fresh_id.to_json()}))
+        .unwrap()
+        .unwrap()
+        .to_json();
+    assert_eq!(
+        (made["n"].clone(), made["x"].clone()),
+        (json!({"deep": 1}), json!(1))
+    );
+    // Replace with upsert.
+    let r = c
+        .replace_or_insert(json!({"_id": "r"}), json!({"v": 1}))
+        .unwrap();
+    assert_eq!(r.upserted_id, Some(Value::String("r".into())));
+    let r = c
+        .replace_or_insert(json!({"_id": "r"}), json!({"v": 2}))
+        .unwrap();
+    assert_eq!((r.matched, r.modified), (1, 1));
+    assert_eq!(
+        c.find_one(json!({"_id": "r"})).unwrap().unwrap().get("v"),
+        Some(&Value::Int(2))
+    );
+    assert_eq!(c.count(json!({})).unwrap(), 5);
+    // A failing upsert stores nothing.
+    assert!(c
+        .upsert_one(json!({"_id": 10}), json!({"$inc": {"x": "1"}}))
+        .is_err());
+    assert_eq!(c.count(json!({"_id": 10})).unwrap(), 0);
 }
 
 /// `replace_one` swaps the content and keeps the `_id`; it cannot change the `_id`.

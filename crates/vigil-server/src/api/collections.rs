@@ -387,7 +387,7 @@ pub async fn insert(
     ))
 }
 
-/// An update: `{"filter": …, "update": {"$set": …}, "many": false}`.
+/// An update: `{"filter": …, "update": {"$set": …}, "many": false, "upsert": false}`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
@@ -397,6 +397,9 @@ pub struct UpdateBody {
     update: Json_,
     #[serde(default)]
     many: bool,
+    /// Insert a document when none matches (the filter's equalities, updated).
+    #[serde(default)]
+    upsert: bool,
 }
 
 /// What an update or replace did.
@@ -404,9 +407,35 @@ pub struct UpdateBody {
 pub struct Updated {
     matched: u64,
     modified: u64,
+    /// The inserted document's `_id`, when an upsert inserted one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    upserted_id: Option<Json_>,
 }
 
-/// Applies `$set`, `$unset`, `$inc` to the first matching document, or to all with `many`.
+impl From<vigil::UpdateOutcome> for Updated {
+    fn from(o: vigil::UpdateOutcome) -> Self {
+        Updated {
+            matched: o.matched,
+            modified: o.modified,
+            upserted_id: None,
+        }
+    }
+}
+
+impl From<vigil::UpsertOutcome> for Updated {
+    fn from(o: vigil::UpsertOutcome) -> Self {
+        Updated {
+            matched: o.matched,
+            modified: o.modified,
+            upserted_id: o.upserted_id.map(|id| id.to_json()),
+        }
+    }
+}
+
+/// Applies MongoDB's update operators (`$set`, `$unset`, `$inc`, `$mul`, `$min`, `$max`,
+/// `$rename`, `$push`, `$addToSet`, `$pull`, `$pop`, `$setOnInsert`) to the first matching
+/// document, or to all with `many`; with `upsert`, inserts one when none matches.
 #[utoipa::path(post, path = "/api/collections/{name}/update", tag = "documents",
     request_body = UpdateBody,
     responses((status = 200, body = Updated), (status = 400, body = crate::error::ErrorBody),
@@ -429,20 +458,23 @@ pub async fn update(
                 })
             }
         };
-        if body.many {
-            c.update_many(body.filter, update)
+        let out = if body.many {
+            c.update_many(body.filter.clone(), update.clone())?
+        } else if body.upsert {
+            return c.upsert_one(body.filter, update).map(Updated::from);
         } else {
-            c.update_one(body.filter, update)
+            c.update_one(body.filter.clone(), update.clone())?
+        };
+        if body.upsert && out.matched == 0 {
+            return c.upsert_one(body.filter, update).map(Updated::from);
         }
+        Ok(Updated::from(out))
     })
     .await?;
-    Ok(Json(Updated {
-        matched: out.matched,
-        modified: out.modified,
-    }))
+    Ok(Json(out))
 }
 
-/// A replacement: `{"filter": …, "document": {…}}`.
+/// A replacement: `{"filter": …, "document": {…}, "upsert": false}`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceBody {
@@ -450,9 +482,13 @@ pub struct ReplaceBody {
     filter: Json_,
     #[schema(value_type = Object)]
     document: Json_,
+    /// Insert the document when none matches.
+    #[serde(default)]
+    upsert: bool,
 }
 
-/// Replaces the first matching document, keeping its `_id`.
+/// Replaces the first matching document, keeping its `_id`; with `upsert`, inserts the
+/// document when none matches.
 #[utoipa::path(post, path = "/api/collections/{name}/replace", tag = "documents",
     request_body = ReplaceBody,
     responses((status = 200, body = Updated), (status = 400, body = crate::error::ErrorBody),
@@ -475,13 +511,14 @@ pub async fn replace(
                 })
             }
         };
-        c.replace_one(body.filter, doc)
+        if body.upsert {
+            c.replace_or_insert(body.filter, doc).map(Updated::from)
+        } else {
+            c.replace_one(body.filter, doc).map(Updated::from)
+        }
     })
     .await?;
-    Ok(Json(Updated {
-        matched: out.matched,
-        modified: out.modified,
-    }))
+    Ok(Json(out))
 }
 
 /// A delete: `{"filter": …, "many": false}`.
