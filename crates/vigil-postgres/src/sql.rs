@@ -409,8 +409,30 @@ fn compare(out: &mut Sql, op: ExprOp, l: &Side, r: &Side) {
     out.push(", FALSE))))");
 }
 
-/// `ORDER BY …`, ending with insertion order. Missing fields sort first ascending, as in
-/// SQLite (where NULL is the smallest value).
+/// MongoDB's rank of a `json` value's type: missing and null 1, numbers 2, strings 3,
+/// objects 4, arrays 5, booleans 8.
+fn sort_rank(v: &str) -> String {
+    format!(
+        "(CASE WHEN {v} IS NULL THEN 1 ELSE (CASE json_typeof({v}) WHEN 'null' THEN 1 \
+         WHEN 'number' THEN 2 WHEN 'string' THEN 3 WHEN 'object' THEN 4 WHEN 'array' THEN 5 \
+         ELSE 8 END) END)"
+    )
+}
+
+/// The keys a `json` value sorts by within its rank: numbers, strings bytewise, then the JSON
+/// text (booleans: `false` before `true`; objects by their text).
+fn sort_keys(v: &str, dir: &str) -> String {
+    format!(
+        "{} {dir}, {} COLLATE \"C\" {dir}, NULLIF(({v})::text, 'null') COLLATE \"C\" {dir}",
+        number(v),
+        string(v)
+    )
+}
+
+/// `ORDER BY …` in MongoDB's order, ending with insertion order: types first (missing and
+/// null, numbers, strings, objects, arrays, booleans), then values within a type. An array
+/// sorts by its smallest element ascending and its largest descending; an empty array before
+/// null. As in the SQLite backend.
 pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut Sql) {
     out.push(" ORDER BY ");
     for (path, dir) in sort {
@@ -419,15 +441,18 @@ pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut
             Direction::Ascending => "ASC",
             Direction::Descending => "DESC",
         };
-        // SQLite's order of json_extract values: missing and null, then numbers (booleans
-        // as 0 and 1), then text (strings, and arrays and objects as their JSON).
+        let element = format!(
+            "(SELECT e FROM json_array_elements({v}) e ORDER BY {} {dir}, {} LIMIT 1)",
+            sort_rank("e"),
+            sort_keys("e", dir)
+        );
+        let key = format!("(CASE WHEN json_typeof({v}) = 'array' THEN {element} ELSE {v} END)");
         out.push(&format!(
-            "(CASE WHEN {v} IS NULL OR json_typeof({v}) = 'null' THEN 0 \
-               WHEN json_typeof({v}) IN ('number', 'boolean') THEN 1 ELSE 2 END) {dir}, \
-             (CASE json_typeof({v}) WHEN 'number' THEN ({v})::text::numeric \
-               WHEN 'boolean' THEN (CASE WHEN ({v})::text = 'true' THEN 1 ELSE 0 END) END) {dir}, \
-             COALESCE({}, ({v})::text) COLLATE \"C\" {dir}, ",
-            string(&v)
+            "(CASE WHEN json_typeof({v}) = 'array' AND json_array_length({v}) = 0 THEN 0 \
+             WHEN json_typeof({v}) = 'array' THEN {} ELSE {} END) {dir}, {}, ",
+            sort_rank(&element),
+            sort_rank(&v),
+            sort_keys(&key, dir)
         ));
     }
     out.push("seq");

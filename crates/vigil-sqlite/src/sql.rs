@@ -342,15 +342,46 @@ fn field(a: &Accessor, condition: &Condition, out: &mut Sql) {
     }
 }
 
-/// `ORDER BY …`, ending with insertion order so results are deterministic.
+/// MongoDB's rank of a JSON type name (as `json_type` and `json_each` write them): null 1,
+/// numbers 2, strings 3, objects 4, arrays 5, booleans 8; missing sorts as null.
+fn sort_rank(kind: &str) -> String {
+    format!(
+        "(CASE WHEN {kind} IS NULL OR {kind} = 'null' THEN 1 WHEN {kind} IN ('integer','real') THEN 2 \
+         WHEN {kind} = 'text' THEN 3 WHEN {kind} = 'object' THEN 4 WHEN {kind} = 'array' THEN 5 ELSE 8 END)"
+    )
+}
+
+/// `ORDER BY …` in MongoDB's order, ending with insertion order so results are deterministic:
+/// types first (missing and null, numbers, strings, objects, arrays, booleans), then values
+/// within a type (numbers across integer and real, strings bytewise, false before true). An
+/// array sorts by its smallest element ascending and its largest descending; an empty array
+/// before null. Objects of equal rank compare by their JSON text.
 pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut Sql) {
     out.push(" ORDER BY ");
     for (path, dir) in sort {
-        out.push(&accessor(path, scope).value);
-        out.push(match dir {
-            Direction::Ascending => " ASC, ",
-            Direction::Descending => " DESC, ",
-        });
+        let Accessor { value, kind } = accessor(path, scope);
+        let dir = match dir {
+            Direction::Ascending => "ASC",
+            Direction::Descending => "DESC",
+        };
+        // The element an array sorts by: the first in this direction, by rank then value.
+        let pick = |column: &str| {
+            format!(
+                "(SELECT e.{column} FROM json_each({value}) e ORDER BY {} {dir}, e.value {dir} LIMIT 1)",
+                sort_rank("e.type")
+            )
+        };
+        let rank = format!(
+            "(CASE WHEN {kind} = 'array' AND json_array_length({value}) = 0 THEN 0 \
+             WHEN {kind} = 'array' THEN {} ELSE {} END)",
+            sort_rank(&pick("type")),
+            sort_rank(&kind)
+        );
+        let key = format!(
+            "(CASE WHEN {kind} = 'array' THEN {} ELSE {value} END)",
+            pick("value")
+        );
+        out.push(&format!("{rank} {dir}, {key} {dir}, "));
     }
     out.push("seq");
 }

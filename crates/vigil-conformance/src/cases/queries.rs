@@ -410,6 +410,80 @@ pub fn expr_compares_fields_by_mongodb_rules(factory: &Factory) {
     }
 }
 
+/// Sorting follows MongoDB's order across types, with arrays sorted by their smallest element
+/// ascending and their largest descending, computed in the database. Checked against a
+/// reference sort written here with `vigil::order::compare`.
+pub fn sort_follows_mongodbs_order_of_types_and_arrays(factory: &Factory) {
+    let db = fresh(factory);
+    let coll = db.collection("mixed").unwrap();
+    let values = [
+        json!(3),
+        json!("b"),
+        json!(null),
+        json!(true),
+        json!([]),
+        json!(-1.5),
+        json!({"a": 1}),
+        json!([2, "z"]),
+        json!("A"),
+        json!(false),
+        json!([true, 0.5]),
+        json!(10),
+        json!([[1], "a"]),
+        json!({"b": 1}),
+        json!(""),
+        json!([null, 7]),
+        json!(2),
+    ];
+    let mut docs: Vec<Json> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"_id": i, "v": v}))
+        .collect();
+    docs.push(json!({"_id": values.len()})); // missing sorts as null
+    coll.insert_many(docs).unwrap();
+    let value_of = |i: usize| values.get(i).map(Value::from_json).unwrap_or(Value::Null);
+    // The value an array sorts by in a direction; an empty array sorts before everything.
+    let key = |i: usize, ascending: bool| -> Option<Value> {
+        match value_of(i) {
+            Value::Array(items) if items.is_empty() => None,
+            Value::Array(items) => items.into_iter().reduce(|a, b| {
+                let o = vigil::order::compare(&a, &b);
+                if (o == std::cmp::Ordering::Greater) == ascending {
+                    b
+                } else {
+                    a
+                }
+            }),
+            v => Some(v),
+        }
+    };
+    for ascending in [true, false] {
+        let mut expected: Vec<usize> = (0..=values.len()).collect();
+        expected.sort_by(|&a, &b| {
+            let o = match (key(a, ascending), key(b, ascending)) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Less,
+                (Some(_), None) => std::cmp::Ordering::Greater,
+                (Some(x), Some(y)) => vigil::order::compare(&x, &y),
+            };
+            if ascending {
+                o
+            } else {
+                o.reverse()
+            }
+        });
+        let got: Vec<usize> = coll
+            .find(json!({}))
+            .sort(json!({"v": if ascending { 1 } else { -1 }}))
+            .run()
+            .unwrap()
+            .map(|d| d.unwrap().id().unwrap().as_i64().unwrap() as usize)
+            .collect();
+        assert_eq!(got, expected, "ascending: {ascending}");
+    }
+}
+
 /// Filters on `_id` use its own type too, and `$in` on ids.
 pub fn filters_on_ids(factory: &Factory) {
     let db = fresh(factory);
