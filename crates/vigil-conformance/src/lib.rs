@@ -36,6 +36,7 @@ macro_rules! conformance_suite {
             filters_on_ids,
             expr_compares_fields_by_mongodb_rules,
             sort_follows_mongodbs_order_of_types_and_arrays,
+            digit_segments_index_arrays,
             bad_filters_are_errors_naming_the_operator,
             sort_skip_limit_and_projection,
             cursors_stream_and_allow_writes_while_iterating,

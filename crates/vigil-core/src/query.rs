@@ -91,6 +91,7 @@ impl Projection {
         };
         let mut include = None;
         let mut keep_id = true;
+        let mut id_given = false;
         let mut paths = Vec::new();
         for (k, v) in map {
             let flag = match v {
@@ -108,6 +109,7 @@ impl Projection {
             };
             if k == ID_FIELD {
                 keep_id = flag;
+                id_given = true;
                 continue;
             }
             if *include.get_or_insert(flag) != flag {
@@ -120,7 +122,8 @@ impl Projection {
             paths.push(FieldPath::parse(k)?);
         }
         Ok(Projection {
-            include: include.unwrap_or(false),
+            // `{"_id": 1}` alone keeps only the id, as in MongoDB; `{"_id": 0}` drops it.
+            include: include.unwrap_or(id_given && keep_id),
             paths,
             keep_id,
         })
@@ -173,5 +176,29 @@ fn remove_path(doc: &mut Document, segments: &[String]) {
         doc.remove(&segments[0]);
     } else if let Some(Value::Object(inner)) = doc.get_mut(&segments[0]) {
         remove_path(inner, &segments[1..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn projections_as_mongodb_reads_them() {
+        let doc = Document::try_from(json!({"_id": 1, "a": 1, "b": {"c": 2, "d": 3}})).unwrap();
+        let project = |p: Json| Projection::parse(&p).unwrap().apply(doc.clone()).to_json();
+        assert_eq!(project(json!({"_id": 1})), json!({"_id": 1}));
+        assert_eq!(
+            project(json!({"_id": 0})),
+            json!({"a": 1, "b": {"c": 2, "d": 3}})
+        );
+        assert_eq!(project(json!({"a": 1})), json!({"_id": 1, "a": 1}));
+        assert_eq!(project(json!({"b.c": 1, "_id": 0})), json!({"b": {"c": 2}}));
+        assert_eq!(
+            project(json!({"b.c": 0})),
+            json!({"_id": 1, "a": 1, "b": {"d": 3}})
+        );
+        assert_eq!(project(json!({})), doc.to_json());
     }
 }

@@ -420,10 +420,12 @@ fn sort_rank(v: &str) -> String {
 }
 
 /// The keys a `json` value sorts by within its rank: numbers, strings bytewise, then the JSON
-/// text (booleans: `false` before `true`; objects by their text).
+/// text of the other types (booleans: `false` before `true`; objects by their text).
 fn sort_keys(v: &str, dir: &str) -> String {
     format!(
-        "{} {dir}, {} COLLATE \"C\" {dir}, NULLIF(({v})::text, 'null') COLLATE \"C\" {dir}",
+        "{} {dir}, {} COLLATE \"C\" {dir}, \
+         (CASE WHEN json_typeof({v}) IN ('number', 'string', 'null') THEN NULL ELSE ({v})::text END) \
+         COLLATE \"C\" {dir}",
         number(v),
         string(v)
     )

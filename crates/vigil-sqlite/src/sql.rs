@@ -77,10 +77,34 @@ pub(crate) struct Accessor {
     kind: String,
 }
 
-/// The JSON path literal of a field path, e.g. `'$."a"."b"'`. Segments hold only
-/// `[A-Za-z0-9_-]`, so no quote can break out of the literal.
-pub(crate) fn json_path(path: &FieldPath) -> String {
-    json_path_of(path.segments())
+/// The JSON path literals a field path may mean (quoted segments: names are validated, and no
+/// quote can break out of the literal): a segment of digits names a field of an
+/// object or an element of an array (`tags.0`), as in MongoDB (and as PostgreSQL's `#>` reads
+/// it). At one level a value is either an object or an array, so at most one of them exists.
+fn json_paths(path: &FieldPath) -> Vec<String> {
+    let mut out = vec![String::from("'$")];
+    for seg in path.segments() {
+        let index = seg.parse::<u32>().is_ok() && !(seg.len() > 1 && seg.starts_with('0'));
+        let mut next = Vec::with_capacity(out.len() * 2);
+        for p in &out {
+            next.push(format!("{p}.\"{seg}\""));
+            if index {
+                next.push(format!("{p}[{seg}]"));
+            }
+        }
+        out = next;
+    }
+    out.into_iter().map(|p| p + "'").collect()
+}
+
+/// `f(doc, path)` over every meaning of `path`, the first that exists.
+pub(crate) fn doc_function(f: &str, doc: &str, path: &FieldPath) -> String {
+    let paths = json_paths(path);
+    if paths.len() == 1 {
+        return format!("{f}({doc},{})", paths[0]);
+    }
+    let calls: Vec<String> = paths.iter().map(|p| format!("{f}({doc},{p})")).collect();
+    format!("COALESCE({})", calls.join(","))
 }
 
 /// The JSON path literal of segments under a prefix segment list.
@@ -125,10 +149,9 @@ pub(crate) fn accessor(path: &FieldPath, scope: &Scope) -> Accessor {
             kind: "typeof(id)".into(),
         }
     } else {
-        let p = json_path(path);
         Accessor {
-            value: format!("json_extract(doc,{p})"),
-            kind: format!("json_type(doc,{p})"),
+            value: doc_function("json_extract", "doc", path),
+            kind: doc_function("json_type", "doc", path),
         }
     }
 }

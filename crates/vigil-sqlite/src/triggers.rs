@@ -53,7 +53,7 @@ pub(crate) fn create_triggers(
     let t = table(&listener.collection);
     let is_chain = listener.is_chain();
     let changed = update_concerns(listener, &|a, b| format!("{a} IS NOT {b}"), &|path, row| {
-        format!("json_extract({row}.doc,{})", sql::json_path(path))
+        sql::doc_function("json_extract", &format!("{row}.doc"), path)
     })?;
     let mut ddl = String::new();
     if !is_chain {

@@ -484,6 +484,43 @@ pub fn sort_follows_mongodbs_order_of_types_and_arrays(factory: &Factory) {
     }
 }
 
+/// A path segment of digits indexes an array (`tags.1`) or names an object's field, as in
+/// MongoDB, in filters, sorts and updates alike.
+pub fn digit_segments_index_arrays(factory: &Factory) {
+    let db = fresh(factory);
+    let c = db.collection("idx").unwrap();
+    c.insert_many(vec![
+        json!({"_id": 1, "t": ["a", "b"]}),
+        json!({"_id": 2, "t": {"0": "a", "1": "c"}}),
+        json!({"_id": 3, "t": ["b"]}),
+        json!({"_id": 4}),
+    ])
+    .unwrap();
+    let ids = |f: Json| -> Vec<i64> {
+        c.find(f)
+            .sort(json!({"_id": 1}))
+            .run()
+            .unwrap()
+            .map(|d| d.unwrap().id().unwrap().as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(json!({"t.0": "a"})), [1, 2]);
+    assert_eq!(ids(json!({"t.1": {"$gt": "a"}})), [1, 2]);
+    assert_eq!(ids(json!({"t.1": null})), [3, 4]);
+    assert_eq!(ids(json!({"$expr": {"$eq": ["$t.0", "b"]}})), [3]);
+    let sorted: Vec<i64> = c
+        .find(json!({}))
+        .sort(json!({"t.1": -1, "_id": 1}))
+        .run()
+        .unwrap()
+        .map(|d| d.unwrap().id().unwrap().as_i64().unwrap())
+        .collect();
+    assert_eq!(sorted, [2, 1, 3, 4]);
+    c.update_one(json!({"_id": 3}), json!({"$set": {"t.0": "z"}}))
+        .unwrap();
+    assert_eq!(ids(json!({"t.0": "z"})), [3]);
+}
+
 /// Filters on `_id` use its own type too, and `$in` on ids.
 pub fn filters_on_ids(factory: &Factory) {
     let db = fresh(factory);
