@@ -365,12 +365,14 @@ fn field(a: &Accessor, condition: &Condition, out: &mut Sql) {
     }
 }
 
-/// MongoDB's rank of a JSON type name (as `json_type` and `json_each` write them): null 1,
-/// numbers 2, strings 3, objects 4, arrays 5, booleans 8; missing sorts as null.
-fn sort_rank(kind: &str) -> String {
+/// MongoDB's rank of a JSON type name (as `json_type` and `json_each` write them): null and
+/// missing 1, numbers 2, strings 3, objects 4, arrays `array` (5 for an array element),
+/// booleans 8. A simple `CASE`, so the type is computed once per row.
+fn sort_rank(kind: &str, array: &str) -> String {
     format!(
-        "(CASE WHEN {kind} IS NULL OR {kind} = 'null' THEN 1 WHEN {kind} IN ('integer','real') THEN 2 \
-         WHEN {kind} = 'text' THEN 3 WHEN {kind} = 'object' THEN 4 WHEN {kind} = 'array' THEN 5 ELSE 8 END)"
+        "(CASE {kind} WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 \
+         WHEN 'object' THEN 4 WHEN 'true' THEN 8 WHEN 'false' THEN 8 WHEN 'array' THEN {array} \
+         ELSE 1 END)"
     )
 }
 
@@ -388,21 +390,16 @@ pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut
             Direction::Descending => "DESC",
         };
         // The element an array sorts by: the first in this direction, by rank then value.
+        let element_rank = sort_rank("e.type", "5");
         let pick = |column: &str| {
             format!(
-                "(SELECT e.{column} FROM json_each({value}) e ORDER BY {} {dir}, e.value {dir} LIMIT 1)",
-                sort_rank("e.type")
+                "(SELECT {column} FROM json_each({value}) e ORDER BY {element_rank} {dir}, e.value {dir} LIMIT 1)"
             )
         };
-        let rank = format!(
-            "(CASE WHEN {kind} = 'array' AND json_array_length({value}) = 0 THEN 0 \
-             WHEN {kind} = 'array' THEN {} ELSE {} END)",
-            sort_rank(&pick("type")),
-            sort_rank(&kind)
-        );
+        let rank = sort_rank(&kind, &format!("COALESCE({}, 0)", pick(&element_rank)));
         let key = format!(
-            "(CASE WHEN {kind} = 'array' THEN {} ELSE {value} END)",
-            pick("value")
+            "(CASE {kind} WHEN 'array' THEN {} ELSE {value} END)",
+            pick("e.value")
         );
         out.push(&format!("{rank} {dir}, {key} {dir}, "));
     }
