@@ -37,6 +37,7 @@ macro_rules! conformance_suite {
             expr_compares_fields_by_mongodb_rules,
             sort_follows_mongodbs_order_of_types_and_arrays,
             digit_segments_index_arrays,
+            array_and_type_operators,
             bad_filters_are_errors_naming_the_operator,
             sort_skip_limit_and_projection,
             cursors_stream_and_allow_writes_while_iterating,

@@ -75,6 +75,71 @@ pub enum Condition {
     In(Vec<Json>),
     /// The field is present (true) or absent (false).
     Exists(bool),
+    /// The field is an array of this many elements (`$size`).
+    Size(u64),
+    /// The value (or an element of an array value) has one of these JSON types (`$type`).
+    Type(Vec<JsonType>),
+    /// A number whose integer part divided by the divisor leaves the remainder (`$mod`,
+    /// truncating as MongoDB does).
+    Mod(i64, i64),
+}
+
+/// A type `$type` asks for, by MongoDB's name or number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonType {
+    /// `"double"` (1): a number with a fraction or exponent as stored.
+    Double,
+    /// `"int"` (16) or `"long"` (18): an integer.
+    Int,
+    /// `"string"` (2).
+    String,
+    /// `"object"` (3).
+    Object,
+    /// `"array"` (4).
+    Array,
+    /// `"bool"` (8).
+    Bool,
+    /// `"null"` (10).
+    Null,
+}
+
+impl JsonType {
+    fn parse(v: &Json, at: &str) -> Result<Vec<JsonType>> {
+        let one = |name: &str| -> Option<Vec<JsonType>> {
+            Some(match name {
+                "double" | "1" => vec![JsonType::Double],
+                "int" | "long" | "16" | "18" => vec![JsonType::Int],
+                "number" => vec![JsonType::Double, JsonType::Int],
+                "string" | "2" => vec![JsonType::String],
+                "object" | "3" => vec![JsonType::Object],
+                "array" | "4" => vec![JsonType::Array],
+                "bool" | "8" => vec![JsonType::Bool],
+                "null" | "10" => vec![JsonType::Null],
+                _ => return None,
+            })
+        };
+        let name = |v: &Json| match v {
+            Json::String(s) => one(s),
+            Json::Number(n) => n.as_i64().and_then(|n| one(&n.to_string())),
+            _ => None,
+        };
+        let items: Vec<&Json> = match v {
+            Json::Array(items) if !items.is_empty() => items.iter().collect(),
+            other => vec![other],
+        };
+        let mut out = Vec::new();
+        for item in items {
+            out.extend(name(item).ok_or_else(|| {
+                operand(
+                    "$type",
+                    at,
+                    "a type vigil stores: double, int, long, number, string, object, array, bool, null (or their numbers)",
+                    item,
+                )
+            })?);
+        }
+        Ok(out)
+    }
 }
 
 /// The comparison of a [`Condition::Cmp`].
@@ -107,11 +172,7 @@ impl Ordering {
 const KNOWN_UNSUPPORTED: &[&str] = &[
     "$regex",
     "$options",
-    "$size",
-    "$all",
     "$elemMatch",
-    "$type",
-    "$mod",
     "$where",
     "$text",
     "$jsonSchema",
@@ -383,6 +444,47 @@ fn parse_field(path: FieldPath, value: &Json, at: &str) -> Result<Filter> {
                 };
                 field(Condition::Exists(*b))
             }
+            // `{"$all": [a, b]}` is `a` and `b` each matched (as elements); an empty list
+            // matches nothing, as in MongoDB.
+            "$all" => {
+                let Json::Array(items) = arg else {
+                    return Err(operand(op, &here, "an array", arg));
+                };
+                for (i, item) in items.iter().enumerate() {
+                    check_plain(item, &format!("{here}.{i}"))?;
+                }
+                if items.is_empty() {
+                    Filter::Or(Vec::new())
+                } else {
+                    Filter::And(
+                        items
+                            .iter()
+                            .map(|v| field(Condition::Eq(v.clone())))
+                            .collect(),
+                    )
+                }
+            }
+            "$size" => match arg.as_u64() {
+                Some(n) => field(Condition::Size(n)),
+                None => return Err(operand(op, &here, "a non-negative integer", arg)),
+            },
+            "$type" => field(Condition::Type(JsonType::parse(arg, &here)?)),
+            "$mod" => match arg.as_array().map(Vec::as_slice) {
+                Some([d, r]) if d.as_i64().is_some_and(|d| d != 0) && r.as_i64().is_some() => {
+                    field(Condition::Mod(
+                        d.as_i64().unwrap_or(1),
+                        r.as_i64().unwrap_or(0),
+                    ))
+                }
+                _ => {
+                    return Err(operand(
+                        op,
+                        &here,
+                        "[divisor, remainder]: two integers, the divisor not 0",
+                        arg,
+                    ))
+                }
+            },
             "$not" => {
                 if !is_operator_doc(arg) {
                     return Err(operand(

@@ -272,10 +272,11 @@ impl Documents for PostgresBackend {
         );
         self.pool.write("creating an index", |tx| {
             create_table(tx, collection)?;
-            let [numbers, text] = sql::index_expressions(path);
+            let [numbers, text, kind] = sql::index_expressions(path);
             tx.batch_execute(&format!(
                 "CREATE INDEX IF NOT EXISTS \"{name}_n\" ON {t} (({numbers})); \
-                 CREATE INDEX IF NOT EXISTS \"{name}_t\" ON {t} (({text}));",
+                 CREATE INDEX IF NOT EXISTS \"{name}_t\" ON {t} (({text})); \
+                 CREATE INDEX IF NOT EXISTS \"{name}_k\" ON {t} (({kind}));",
                 t = table(collection),
             ))
             .map_err(pg_err(format!("indexing `{path}` of `{collection}`")))?;

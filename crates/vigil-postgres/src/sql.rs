@@ -6,7 +6,7 @@
 
 use serde_json::Value as Json;
 use vigil_core::backend::sql::{write_filter, FilterWriter};
-use vigil_core::filter::{Condition, ExprOp, Filter, Operand};
+use vigil_core::filter::{Condition, ExprOp, Filter, JsonType, Operand};
 use vigil_core::{Direction, FieldPath};
 
 pub(crate) use vigil_core::backend::sql::Scope;
@@ -135,11 +135,16 @@ fn string(v: &str) -> String {
     format!("(CASE WHEN json_typeof({v}) = 'string' THEN {v} #>> '{{}}' END)")
 }
 
-/// The expressions indexes on `path` are built over: numbers, and the JSON text (for
-/// strings, booleans, arrays and objects). They must be the very text filters use.
-pub(crate) fn index_expressions(path: &FieldPath) -> [String; 2] {
+/// The expressions indexes on `path` are built over: numbers, the JSON text (for strings,
+/// booleans, arrays and objects), and the JSON type (so that a filter's array-element term is
+/// an index scan too). They must be the very text filters use.
+pub(crate) fn index_expressions(path: &FieldPath) -> [String; 3] {
     let v = accessor(path, &Scope::default());
-    [number(&v), format!("({v})::text")]
+    [
+        number(&v),
+        format!("({v})::text"),
+        format!("json_typeof({v})"),
+    ]
 }
 
 fn equals(v: &str, operand: &Json, out: &mut Sql) {
@@ -214,14 +219,46 @@ impl FilterWriter for Sql {
             return;
         }
         let v = accessor(path, scope);
+        // `$exists` and `$size` are about the field itself, never its elements.
+        if matches!(condition, Condition::Exists(_) | Condition::Size(_)) {
+            return value_condition(&v, condition, out);
+        }
+        // As MongoDB reads it: the value satisfies the condition, or it is an array and one
+        // of its elements does. `json_typeof` is indexed, so indexed filters stay index scans
+        // (a BitmapOr of the value's index and the type's).
+        out.push("(");
+        value_condition(&v, condition, out);
+        out.push(&format!(
+            " OR (json_typeof({v}) = 'array' AND EXISTS (SELECT 1 FROM json_array_elements({v}) e WHERE "
+        ));
+        value_condition("e", condition, out);
+        out.push(")))");
+    }
+
+    fn compare(&mut self, scope: &Scope, op: ExprOp, left: &Operand, right: &Operand) {
+        fn side<'a>(o: &'a Operand, scope: &Scope) -> Side<'a> {
+            match o {
+                // `_id` as its JSON value, so it ranks and compares like any field.
+                Operand::Path(p) => Side::Field(accessor(p, scope)),
+                Operand::Literal(v) => Side::Const(v),
+            }
+        }
+        let (l, r) = (side(left, scope), side(right, scope));
+        compare(self, op, &l, &r);
+    }
+}
+
+/// One condition on one `json` value `v`.
+fn value_condition(v: &str, condition: &Condition, out: &mut Sql) {
+    {
         match condition {
-            Condition::Eq(operand) => equals(&v, operand, out),
+            Condition::Eq(operand) => equals(v, operand, out),
             Condition::Cmp(ord, operand) => {
                 if operand.is_number() {
-                    out.push(&format!("({} {} ", number(&v), ord.sql()));
+                    out.push(&format!("({} {} ", number(v), ord.sql()));
                     out.bind(Param::Text(operand.to_string()), "::text::numeric");
                 } else {
-                    out.push(&format!("({} COLLATE \"C\" {} ", string(&v), ord.sql()));
+                    out.push(&format!("({} COLLATE \"C\" {} ", string(v), ord.sql()));
                     let text = operand.as_str().unwrap_or_default().replace('\0', "\u{1}");
                     out.bind(Param::Text(text), "::text");
                 }
@@ -243,7 +280,7 @@ impl FilterWriter for Sql {
                 let mut terms = 0;
                 out.push("(");
                 if !numbers.is_empty() {
-                    out.push(&format!("{} = ANY(", number(&v)));
+                    out.push(&format!("{} = ANY(", number(v)));
                     out.bind(Param::TextArray(numbers), "::text[]::numeric[]");
                     out.push(")");
                     terms += 1;
@@ -263,7 +300,7 @@ impl FilterWriter for Sql {
                     if terms > 0 {
                         out.push(" OR ");
                     }
-                    equals(&v, item, out);
+                    equals(v, item, out);
                     terms += 1;
                 }
                 if terms == 0 {
@@ -273,19 +310,32 @@ impl FilterWriter for Sql {
             }
             Condition::Exists(true) => out.push(&format!("({v} IS NOT NULL)")),
             Condition::Exists(false) => out.push(&format!("({v} IS NULL)")),
-        }
-    }
-
-    fn compare(&mut self, scope: &Scope, op: ExprOp, left: &Operand, right: &Operand) {
-        fn side<'a>(o: &'a Operand, scope: &Scope) -> Side<'a> {
-            match o {
-                // `_id` as its JSON value, so it ranks and compares like any field.
-                Operand::Path(p) => Side::Field(accessor(p, scope)),
-                Operand::Literal(v) => Side::Const(v),
+            Condition::Size(n) => out.push(&format!(
+                "(json_typeof({v}) = 'array' AND json_array_length({v}) = {n})"
+            )),
+            Condition::Type(types) => {
+                // json has one number type: a double is stored with a fraction or exponent.
+                let tests: Vec<String> = types
+                    .iter()
+                    .map(|t| match t {
+                        JsonType::Double => {
+                            format!("(json_typeof({v}) = 'number' AND ({v})::text ~ '[.eE]')")
+                        }
+                        JsonType::Int => {
+                            format!("(json_typeof({v}) = 'number' AND ({v})::text !~ '[.eE]')")
+                        }
+                        JsonType::String => format!("json_typeof({v}) = 'string'"),
+                        JsonType::Object => format!("json_typeof({v}) = 'object'"),
+                        JsonType::Array => format!("json_typeof({v}) = 'array'"),
+                        JsonType::Bool => format!("json_typeof({v}) = 'boolean'"),
+                        JsonType::Null => format!("json_typeof({v}) = 'null'"),
+                    })
+                    .collect();
+                out.push(&format!("({})", tests.join(" OR ")));
             }
+            // Divisor and remainder are integers, written as such; `mod` truncates as MongoDB.
+            Condition::Mod(d, r) => out.push(&format!("(mod(trunc({}), {d}) = {r})", number(v))),
         }
-        let (l, r) = (side(left, scope), side(right, scope));
-        compare(self, op, &l, &r);
     }
 }
 

@@ -3,6 +3,7 @@
 //! second thread for large batches), finds, counts, updates, deletes and expression indexes.
 
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use rusqlite::OptionalExtension;
 use vigil_core::{
     stored, Document, DocumentSource, DocumentStream, Documents, Error, FieldPath, Filter,
     FindQuery, Result, Update, UpdateOutcome, Value, ID_FIELD,
@@ -388,11 +389,25 @@ impl Documents for SqliteBackend {
         }
         self.pool.write("creating an index", |tx| {
             create_table(tx, collection)?;
-            // The JSON type is the second key, so type-checked filters (and counts) are
-            // answered from the index alone.
-            let (value, kind) = sql::index_expressions(path);
+            // Type and value, so type-checked filters (and counts) are answered from the
+            // index alone, and arrays (for element matching) are found by their type.
+            let (kind, value) = sql::index_expressions(path);
+            // An index made by an earlier version has the value first, which cannot serve the
+            // array term: it is rebuilt in the current layout.
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
+                    [index_name(collection, path).trim_matches('"')],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err("reading an index"))?;
+            if existing.is_some_and(|sql| !sql.contains(&format!("({kind}"))) {
+                tx.execute_batch(&format!("DROP INDEX {}", index_name(collection, path)))
+                    .map_err(db_err("rebuilding an index"))?;
+            }
             tx.execute_batch(&format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {} ({value}, {kind})",
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({kind}, {value})",
                 index_name(collection, path),
                 table(collection),
             ))

@@ -5,7 +5,7 @@
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value as Json;
 use vigil_core::backend::sql::{write_filter, FilterWriter};
-use vigil_core::filter::{Condition, ExprOp, Filter, Operand};
+use vigil_core::filter::{Condition, ExprOp, Filter, JsonType, Operand};
 use vigil_core::{Direction, FieldPath};
 
 pub(crate) use vigil_core::backend::sql::Scope;
@@ -156,11 +156,12 @@ pub(crate) fn accessor(path: &FieldPath, scope: &Scope) -> Accessor {
     }
 }
 
-/// The expressions an index on `path` is built over (value, JSON type); they must be the very
-/// text filters use, or SQLite will not match them.
+/// The expressions an index on `path` is built over (JSON type, value); they must be the very
+/// text filters use, or SQLite will not match them. The type comes first so that a filter's
+/// element term (`json_type = 'array'`) is an index search too.
 pub(crate) fn index_expressions(path: &FieldPath) -> (String, String) {
     let a = accessor(path, &Scope::default());
-    (a.value, a.kind)
+    (a.kind, a.value)
 }
 
 fn scalar(v: &Json) -> Option<SqlValue> {
@@ -312,7 +313,30 @@ fn equals(a: &Accessor, v: &Json, out: &mut Sql) {
     }
 }
 
+/// A condition on a field, as MongoDB reads it: the value satisfies it, or the value is an
+/// array and one of its elements does (`{"tags": "x"}` matches `["x", "y"]`). The element
+/// test is its own `OR` term on `json_type = 'array'`, which the index (type first) answers,
+/// so indexed filters stay index searches.
 fn field(a: &Accessor, condition: &Condition, out: &mut Sql) {
+    // `$exists` and `$size` are about the field itself, never its elements.
+    if matches!(condition, Condition::Exists(_) | Condition::Size(_)) {
+        return value_condition(a, condition, out);
+    }
+    out.push("(");
+    value_condition(a, condition, out);
+    out.push(&format!(
+        " OR ({} = 'array' AND EXISTS (SELECT 1 FROM json_each({}) e WHERE ",
+        a.kind, a.value
+    ));
+    let element = Accessor {
+        value: "e.value".into(),
+        kind: "e.type".into(),
+    };
+    value_condition(&element, condition, out);
+    out.push(")))");
+}
+
+fn value_condition(a: &Accessor, condition: &Condition, out: &mut Sql) {
     match condition {
         Condition::Eq(v) => equals(a, v, out),
         Condition::Cmp(ord, v) => {
@@ -362,6 +386,31 @@ fn field(a: &Accessor, condition: &Condition, out: &mut Sql) {
         }
         Condition::Exists(true) => out.push(&format!("({} IS NOT NULL)", a.kind)),
         Condition::Exists(false) => out.push(&format!("({} IS NULL)", a.kind)),
+        Condition::Size(n) => out.push(&format!(
+            "({} = 'array' AND json_array_length({}) = {n})",
+            a.kind, a.value
+        )),
+        Condition::Type(types) => {
+            let names: Vec<&str> = types
+                .iter()
+                .flat_map(|t| match t {
+                    JsonType::Double => &["'real'"][..],
+                    JsonType::Int => &["'integer'"],
+                    JsonType::String => &["'text'"],
+                    JsonType::Object => &["'object'"],
+                    JsonType::Array => &["'array'"],
+                    JsonType::Bool => &["'true'", "'false'"],
+                    JsonType::Null => &["'null'"],
+                })
+                .copied()
+                .collect();
+            out.push(&format!("({} IN ({}))", a.kind, names.join(",")));
+        }
+        // Divisor and remainder are integers, written as such.
+        Condition::Mod(d, r) => out.push(&format!(
+            "({} IN {NUMBER_TYPES} AND (CAST({} AS INTEGER) % {d}) = {r})",
+            a.kind, a.value
+        )),
     }
 }
 

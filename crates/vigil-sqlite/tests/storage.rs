@@ -102,13 +102,17 @@ fn filters_use_indexes_once_created() {
     b.create_index("mnist", &FieldPath::parse("class").unwrap())
         .unwrap();
     let after = b.explain("mnist", &filter).unwrap().join("\n");
+    // Index searches for the value and for arrays (whose elements may match), no table scan.
     assert!(
-        after.contains("USING COVERING INDEX mnist$class"),
+        after.contains("SEARCH mnist USING INDEX mnist$class") && !after.contains("SCAN mnist"),
         "{after}"
     );
     let range = Filter::parse(&json!({"class": {"$gte": 3, "$lt": 5}})).unwrap();
     let plan = b.explain("mnist", &range).unwrap().join("\n");
-    assert!(plan.contains("INDEX mnist$class"), "{plan}");
+    assert!(
+        plan.contains("SEARCH mnist USING INDEX mnist$class") && !plan.contains("SCAN mnist"),
+        "{plan}"
+    );
     let by_id = Filter::parse(&json!({"_id": "d7"})).unwrap();
     assert!(
         b.explain("mnist", &by_id)
@@ -118,6 +122,33 @@ fn filters_use_indexes_once_created() {
         "lookups by _id use its unique index"
     );
     assert_eq!(b.count("mnist", &filter).unwrap(), 20);
+}
+
+#[test]
+fn an_index_of_the_earlier_layout_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let b = SqliteBackend::open(&path).unwrap();
+    b.insert("mnist", source((0..50).map(doc).collect()))
+        .unwrap();
+    // The layout of earlier versions: value first.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            r#"CREATE INDEX "mnist$class" ON mnist (json_extract(doc,'$."class"'), json_type(doc,'$."class"'))"#,
+        )
+        .unwrap();
+    let filter = Filter::parse(&json!({"class": 3})).unwrap();
+    assert!(b
+        .explain("mnist", &filter)
+        .unwrap()
+        .join("\n")
+        .contains("SCAN mnist"));
+    b.create_index("mnist", &FieldPath::parse("class").unwrap())
+        .unwrap();
+    let plan = b.explain("mnist", &filter).unwrap().join("\n");
+    assert!(!plan.contains("SCAN mnist"), "{plan}");
+    assert_eq!(b.count("mnist", &filter).unwrap(), 5);
 }
 
 #[test]
