@@ -54,6 +54,41 @@ pub enum ExprOp {
     Lte,
 }
 
+/// How a backend writes an `$expr` comparison by MongoDB's rules: `l op r` holds when the
+/// operands' type ranks compare `strict`ly (if the op has a strict part), or when the ranks
+/// are equal and either the rank has a single value (missing, null) and `with_equal` holds,
+/// or the values compare by `value_op`. `negate` wraps the whole in `NOT` (`$ne`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExprSql {
+    /// The operator between ranks that decides alone (`<` for `$lt` and `$lte`), if any.
+    pub strict: Option<&'static str>,
+    /// Whether equal single-valued ranks (missing, null) satisfy the comparison.
+    pub with_equal: bool,
+    /// The operator between values of the same rank.
+    pub value_op: &'static str,
+    /// Whether the result is negated.
+    pub negate: bool,
+}
+
+impl ExprOp {
+    /// The parts of this comparison, for the SQL backends.
+    pub fn sql(self) -> ExprSql {
+        let (strict, with_equal, value_op) = match self {
+            ExprOp::Eq | ExprOp::Ne => (None, true, "="),
+            ExprOp::Lt => (Some("<"), false, "<"),
+            ExprOp::Lte => (Some("<"), true, "<="),
+            ExprOp::Gt => (Some(">"), false, ">"),
+            ExprOp::Gte => (Some(">"), true, ">="),
+        };
+        ExprSql {
+            strict,
+            with_equal,
+            value_op,
+            negate: self == ExprOp::Ne,
+        }
+    }
+}
+
 /// One side of a [`Filter::Compare`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operand {

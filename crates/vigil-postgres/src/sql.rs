@@ -6,7 +6,7 @@
 
 use serde_json::Value as Json;
 use vigil_core::backend::sql::{write_filter, FilterWriter};
-use vigil_core::filter::{Condition, ExprOp, Filter, JsonType, Operand};
+use vigil_core::filter::{Condition, ExprOp, ExprSql, Filter, JsonType, Operand};
 use vigil_core::{Direction, FieldPath};
 
 pub(crate) use vigil_core::backend::sql::Scope;
@@ -440,15 +440,14 @@ fn const_compare(l: &Side, r: &Side, op: &str) -> &'static str {
 
 /// `l op r` by MongoDB's type order, then by value within a type. Never NULL.
 fn compare(out: &mut Sql, op: ExprOp, l: &Side, r: &Side) {
-    let (strict, with_equal, sql_op) = match op {
-        ExprOp::Eq | ExprOp::Ne => (None, true, "="),
-        ExprOp::Lt => (Some("<"), false, "<"),
-        ExprOp::Lte => (Some("<"), true, "<="),
-        ExprOp::Gt => (Some(">"), false, ">"),
-        ExprOp::Gte => (Some(">"), true, ">="),
-    };
+    let ExprSql {
+        strict,
+        with_equal,
+        value_op: sql_op,
+        negate,
+    } = op.sql();
     let (rl, rr) = (rank(l), rank(r));
-    out.push(if op == ExprOp::Ne { "(NOT (" } else { "((" });
+    out.push(if negate { "(NOT (" } else { "((" });
     if let Some(s) = strict {
         out.push(&format!("{rl} {s} {rr}) OR ("));
     }

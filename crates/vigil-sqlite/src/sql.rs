@@ -5,7 +5,7 @@
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value as Json;
 use vigil_core::backend::sql::{write_filter, FilterWriter};
-use vigil_core::filter::{Condition, ExprOp, Filter, JsonType, Operand};
+use vigil_core::filter::{Condition, ExprOp, ExprSql, Filter, JsonType, Operand};
 use vigil_core::{Direction, FieldPath};
 
 pub(crate) use vigil_core::backend::sql::Scope;
@@ -262,14 +262,13 @@ fn value(out: &mut Sql, s: &Side) {
 /// strings bytewise; booleans false < true; objects and arrays by their JSON text). Missing
 /// and null have one value each. Never NULL, so negations need no care.
 fn compare(out: &mut Sql, op: ExprOp, l: &Side, r: &Side) {
-    let (strict, with_equal, sql_op) = match op {
-        ExprOp::Eq | ExprOp::Ne => (None, true, "="),
-        ExprOp::Lt => (Some("<"), false, "<"),
-        ExprOp::Lte => (Some("<"), true, "<="),
-        ExprOp::Gt => (Some(">"), false, ">"),
-        ExprOp::Gte => (Some(">"), true, ">="),
-    };
-    out.push(if op == ExprOp::Ne { "(NOT (" } else { "((" });
+    let ExprSql {
+        strict,
+        with_equal,
+        value_op: sql_op,
+        negate,
+    } = op.sql();
+    out.push(if negate { "(NOT (" } else { "((" });
     if let Some(s) = strict {
         rank(out, l);
         out.push(&format!(" {s} "));

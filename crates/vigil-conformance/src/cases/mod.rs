@@ -4,12 +4,14 @@ mod codecs;
 mod collections;
 mod listeners;
 mod queries;
+mod semantics;
 mod writes;
 
 pub use codecs::*;
 pub use collections::*;
 pub use listeners::*;
 pub use queries::*;
+pub use semantics::*;
 pub use writes::*;
 
 use crate::Factory;
