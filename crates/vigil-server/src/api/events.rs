@@ -44,7 +44,9 @@ fn async_stream(state: AppState) -> impl Stream<Item = Result<Event, Infallible>
     tokio::spawn(async move {
         let mut last: Option<Snapshot> = None;
         let mut ticks = tokio::time::interval(EVERY);
-        while !state.stopping() {
+        // Ends when the server stops or the client goes away (checked on every tick, as an
+        // unchanged state sends nothing that would notice).
+        while !state.stopping() && !tx.is_closed() {
             ticks.tick().await;
             let db = state.db();
             let read = blocking(move || {
