@@ -60,12 +60,15 @@ AGREE = [
     {"tags": {"$all": ["x", "y"]}}, {"a": {"$type": "string"}}, {"a": {"$type": "bool"}},
     {"a": {"$type": ["int", "object"]}}, {"b": {"$type": "double"}}, {"tags": {"$type": "null"}},
     {"tags": {"$type": "array"}}, {"a": {"$mod": [2, 1]}}, {"b": {"$mod": [2, 0]}},
+    {"tags": {"$elemMatch": {"$eq": "z"}}}, {"tags": {"$elemMatch": {"$gte": 3}}},
+    {"tags": {"$elemMatch": {"$in": ["x", None]}}},
 ]
 
-# Still to do (issue 13): paths through arrays of documents, `$elemMatch`, `$regex`.
+# Still to do (issue 13): paths through arrays of documents, `$elemMatch` over documents,
+# `$regex`.
 KNOWN_DIFFERENT = [
     {"n.b": 1}, {"n.b": 5}, {"n.b": {"$gt": 2}},
-    {"tags": {"$elemMatch": {"$eq": "z"}}},
+    {"n": {"$elemMatch": {"b": 5}}},
     {"s": {"$regex": "^x", "$options": "i"}},
 ]
 

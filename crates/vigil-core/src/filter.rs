@@ -117,6 +117,9 @@ pub enum Condition {
     /// A number whose integer part divided by the divisor leaves the remainder (`$mod`,
     /// truncating as MongoDB does).
     Mod(i64, i64),
+    /// The field is an array and one element satisfies every condition (`$elemMatch` with
+    /// operators: `{"$gte": 3, "$lt": 5}`).
+    ElemMatch(Vec<Condition>),
 }
 
 /// A type `$type` asks for, by MongoDB's name or number.
@@ -207,7 +210,6 @@ impl Ordering {
 const KNOWN_UNSUPPORTED: &[&str] = &[
     "$regex",
     "$options",
-    "$elemMatch",
     "$where",
     "$text",
     "$jsonSchema",
@@ -407,6 +409,53 @@ fn expr_operand(value: &Json, at: &str) -> Result<Operand> {
     }
 }
 
+/// `$elemMatch`'s conditions on one element: operators only (`{"$gte": 3, "$lt": 5}`); the
+/// form over documents (`{"b": 1, "c": {"$gt": 2}}`) is not run yet.
+fn parse_elem_match(arg: &Json, at: &str) -> Result<Vec<Condition>> {
+    let Json::Object(ops) = arg else {
+        return Err(operand(
+            "$elemMatch",
+            at,
+            "an operator document like {\"$gte\": 3}",
+            arg,
+        ));
+    };
+    if ops.is_empty() {
+        return Err(operand(
+            "$elemMatch",
+            at,
+            "a non-empty operator document",
+            arg,
+        ));
+    }
+    let mut out = Vec::new();
+    for (op, v) in ops {
+        let here = format!("{at}.{op}");
+        if !op.starts_with('$') {
+            return Err(Error::UnsupportedOperator {
+                operator: "$elemMatch".into(),
+                path: format!("{at} (over documents, as with `{op}`)"),
+                backend: None,
+            });
+        }
+        let doc = Json::Object([(op.clone(), v.clone())].into_iter().collect());
+        let path = FieldPath::parse("e")?;
+        match parse_field(path, &doc, &here)? {
+            Filter::Field { condition, .. } if !matches!(condition, Condition::ElemMatch(_)) => {
+                out.push(condition)
+            }
+            _ => {
+                return Err(Error::UnsupportedOperator {
+                    operator: op.clone(),
+                    path: format!("{here} (inside $elemMatch)"),
+                    backend: None,
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn operand(op: &str, at: &str, expected: &'static str, found: &Json) -> Error {
     Error::InvalidOperand {
         operator: op.to_string(),
@@ -504,6 +553,7 @@ fn parse_field(path: FieldPath, value: &Json, at: &str) -> Result<Filter> {
                 None => return Err(operand(op, &here, "a non-negative integer", arg)),
             },
             "$type" => field(Condition::Type(JsonType::parse(arg, &here)?)),
+            "$elemMatch" => field(Condition::ElemMatch(parse_elem_match(arg, &here)?)),
             "$mod" => match arg.as_array().map(Vec::as_slice) {
                 Some([d, r]) if d.as_i64().is_some_and(|d| d != 0) && r.as_i64().is_some() => {
                     field(Condition::Mod(

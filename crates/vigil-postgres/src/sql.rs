@@ -220,7 +220,10 @@ impl FilterWriter for Sql {
         }
         let v = accessor(path, scope);
         // `$exists` and `$size` are about the field itself, never its elements.
-        if matches!(condition, Condition::Exists(_) | Condition::Size(_)) {
+        if matches!(
+            condition,
+            Condition::Exists(_) | Condition::Size(_) | Condition::ElemMatch(_)
+        ) {
             return value_condition(&v, condition, out);
         }
         // As MongoDB reads it: the value satisfies the condition, or it is an array and one
@@ -332,6 +335,18 @@ fn value_condition(v: &str, condition: &Condition, out: &mut Sql) {
                     })
                     .collect();
                 out.push(&format!("({})", tests.join(" OR ")));
+            }
+            Condition::ElemMatch(conditions) => {
+                out.push(&format!(
+                    "(json_typeof({v}) = 'array' AND EXISTS (SELECT 1 FROM json_array_elements({v}) em WHERE "
+                ));
+                for (i, c) in conditions.iter().enumerate() {
+                    if i > 0 {
+                        out.push(" AND ");
+                    }
+                    value_condition("em", c, out);
+                }
+                out.push("))");
             }
             // Divisor and remainder are integers, written as such; `mod` truncates as MongoDB.
             Condition::Mod(d, r) => out.push(&format!("(mod(trunc({}), {d}) = {r})", number(v))),

@@ -318,7 +318,10 @@ fn equals(a: &Accessor, v: &Json, out: &mut Sql) {
 /// so indexed filters stay index searches.
 fn field(a: &Accessor, condition: &Condition, out: &mut Sql) {
     // `$exists` and `$size` are about the field itself, never its elements.
-    if matches!(condition, Condition::Exists(_) | Condition::Size(_)) {
+    if matches!(
+        condition,
+        Condition::Exists(_) | Condition::Size(_) | Condition::ElemMatch(_)
+    ) {
         return value_condition(a, condition, out);
     }
     out.push("(");
@@ -404,6 +407,23 @@ fn value_condition(a: &Accessor, condition: &Condition, out: &mut Sql) {
                 .copied()
                 .collect();
             out.push(&format!("({} IN ({}))", a.kind, names.join(",")));
+        }
+        Condition::ElemMatch(conditions) => {
+            out.push(&format!(
+                "({} = 'array' AND EXISTS (SELECT 1 FROM json_each({}) em WHERE ",
+                a.kind, a.value
+            ));
+            let element = Accessor {
+                value: "em.value".into(),
+                kind: "em.type".into(),
+            };
+            for (i, c) in conditions.iter().enumerate() {
+                if i > 0 {
+                    out.push(" AND ");
+                }
+                value_condition(&element, c, out);
+            }
+            out.push("))");
         }
         // Divisor and remainder are integers, written as such.
         Condition::Mod(d, r) => out.push(&format!(

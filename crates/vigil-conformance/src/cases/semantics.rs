@@ -325,7 +325,27 @@ pub fn array_and_type_operators(factory: &Factory) {
     for (f, expected) in cases {
         assert_eq!(ids(f.clone()), expected, "{f}");
     }
+    // `$elemMatch`: one element satisfies every condition (unlike conditions side by side).
+    c.insert_one(json!({"_id": 11, "x": [2, 9]})).unwrap();
     for (f, expected) in [
+        (
+            json!({"x": {"$elemMatch": {"$gte": 1, "$lt": 3}}}),
+            &[7, 11][..],
+        ),
+        (json!({"x": {"$elemMatch": {"$eq": "a"}}}), &[7]),
+        (json!({"x": {"$elemMatch": {"$in": [7, 9]}}}), &[9, 11]),
+        (json!({"x": {"$elemMatch": {"$gt": 1, "$lt": 9}}}), &[9, 11]),
+        (json!({"x": {"$gt": 1, "$lt": 9}}), &[4, 9, 11]),
+        (json!({"x": {"$elemMatch": {"$type": "array"}}}), &[9]),
+    ] {
+        assert_eq!(ids(f.clone()), expected, "{f}");
+    }
+    for (f, expected) in [
+        (json!({"x": {"$elemMatch": {"y": 1}}}), "over documents"),
+        (
+            json!({"x": {"$elemMatch": {"$ne": 1}}}),
+            "inside $elemMatch",
+        ),
         (json!({"x": {"$size": -1}}), "non-negative integer"),
         (json!({"x": {"$mod": [0, 1]}}), "the divisor not 0"),
         (json!({"x": {"$type": "binData"}}), "a type vigil stores"),
