@@ -62,12 +62,14 @@ AGREE = [
     {"tags": {"$type": "array"}}, {"a": {"$mod": [2, 1]}}, {"b": {"$mod": [2, 0]}},
     {"tags": {"$elemMatch": {"$eq": "z"}}}, {"tags": {"$elemMatch": {"$gte": 3}}},
     {"tags": {"$elemMatch": {"$in": ["x", None]}}},
+    # Dotted paths through arrays of documents.
+    {"n.b": 1}, {"n.b": 5}, {"n.b": {"$gt": 2}}, {"n.b": {"$exists": False}}, {"n.b": None},
+    {"n.b": {"$ne": 5}}, {"n.b": {"$in": [1, None]}}, {"n.b": {"$nin": [5]}},
+    {"n.b": {"$type": "int"}}, {"$or": [{"n.b": 1}, {"tags": "z"}]},
 ]
 
-# Still to do (issue 13): paths through arrays of documents, `$elemMatch` over documents,
-# `$regex`.
+# Still to do (issue 13): `$elemMatch` over documents, `$regex`.
 KNOWN_DIFFERENT = [
-    {"n.b": 1}, {"n.b": 5}, {"n.b": {"$gt": 2}},
     {"n": {"$elemMatch": {"b": 5}}},
     {"s": {"$regex": "^x", "$options": "i"}},
 ]

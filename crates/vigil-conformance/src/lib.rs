@@ -38,6 +38,7 @@ macro_rules! conformance_suite {
             sort_follows_mongodbs_order_of_types_and_arrays,
             digit_segments_index_arrays,
             array_and_type_operators,
+            dotted_paths_reach_into_arrays_of_documents,
             bad_filters_are_errors_naming_the_operator,
             sort_skip_limit_and_projection,
             cursors_stream_and_allow_writes_while_iterating,

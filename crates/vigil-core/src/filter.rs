@@ -526,7 +526,13 @@ fn parse_field(path: FieldPath, value: &Json, at: &str) -> Result<Filter> {
                 let Json::Bool(b) = arg else {
                     return Err(operand(op, &here, "true or false", arg));
                 };
-                field(Condition::Exists(*b))
+                // `false` is the negation of `true`: through an array of documents, a field
+                // is absent only when no element has it, as in MongoDB.
+                if *b {
+                    field(Condition::Exists(true))
+                } else {
+                    Filter::Not(Box::new(field(Condition::Exists(true))))
+                }
             }
             // `{"$all": [a, b]}` is `a` and `b` each matched (as elements); an empty list
             // matches nothing, as in MongoDB.

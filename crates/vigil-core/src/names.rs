@@ -111,6 +111,12 @@ pub struct FieldPath {
 }
 
 impl FieldPath {
+    /// The path of a run of another path's segments (already valid). `None` when empty.
+    pub fn sub(&self, range: std::ops::Range<usize>) -> Option<FieldPath> {
+        let segments = self.segments.get(range)?.to_vec();
+        (!segments.is_empty()).then_some(FieldPath { segments })
+    }
+
     /// Parses and validates a dotted path.
     pub fn parse(path: &str) -> Result<FieldPath> {
         let segments: Vec<String> = path.split('.').map(str::to_string).collect();

@@ -280,6 +280,16 @@ impl Documents for PostgresBackend {
                 t = table(collection),
             ))
             .map_err(pg_err(format!("indexing `{path}` of `{collection}`")))?;
+            // A dotted path's filters also test whether each prefix is an array (to reach
+            // into its documents): indexing those types keeps them index scans.
+            for (k, prefix) in sql::array_prefixes(path) {
+                tx.batch_execute(&format!(
+                    "CREATE INDEX IF NOT EXISTS \"{name}_a{k}\" ON {t} ((json_typeof({})));",
+                    sql::at_document(&prefix),
+                    t = table(collection),
+                ))
+                .map_err(pg_err(format!("indexing `{path}` of `{collection}`")))?;
+            }
             tx.execute(
                 "INSERT INTO vigil_indexes (collection, path, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 &[&collection, &path.dotted(), &name],

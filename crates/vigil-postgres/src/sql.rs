@@ -218,24 +218,11 @@ impl FilterWriter for Sql {
         if path.is_id() && id_lookup(condition, out) {
             return;
         }
-        let v = accessor(path, scope);
-        // `$exists` and `$size` are about the field itself, never its elements.
-        if matches!(
-            condition,
-            Condition::Exists(_) | Condition::Size(_) | Condition::ElemMatch(_)
-        ) {
-            return value_condition(&v, condition, out);
+        let segments = path.segments();
+        if segments.len() == 1 || path.is_id() || segments[0] == vigil_core::OUTPUTS_FIELD {
+            return field(out, &accessor(path, scope), condition);
         }
-        // As MongoDB reads it: the value satisfies the condition, or it is an array and one
-        // of its elements does. `json_typeof` is indexed, so indexed filters stay index scans
-        // (a BitmapOr of the value's index and the type's).
-        out.push("(");
-        value_condition(&v, condition, out);
-        out.push(&format!(
-            " OR (json_typeof({v}) = 'array' AND EXISTS (SELECT 1 FROM json_array_elements({v}) e WHERE "
-        ));
-        value_condition("e", condition, out);
-        out.push(")))");
+        through_arrays(out, &doc_root(), path, condition, 0);
     }
 
     fn compare(&mut self, scope: &Scope, op: ExprOp, left: &Operand, right: &Operand) {
@@ -249,6 +236,97 @@ impl FilterWriter for Sql {
         let (l, r) = (side(left, scope), side(right, scope));
         compare(self, op, &l, &r);
     }
+}
+
+/// The document as `json`, as every document path reads it.
+fn doc_root() -> String {
+    format!("{}::json", without_nul("doc::text"))
+}
+
+/// The `json` value at `path` under `base` (the very text of [`accessor`] for the document).
+fn at(base: &str, path: &FieldPath) -> String {
+    format!("({base} #> {})", path_literal(path.segments()))
+}
+
+/// The prefixes of `path` a filter reaches through when they are arrays: those followed by a
+/// field name (a digit segment indexes the array instead), with their length.
+pub(crate) fn array_prefixes(path: &FieldPath) -> Vec<(usize, FieldPath)> {
+    (1..path.segments().len())
+        .filter(|&k| path.segments()[k].parse::<u32>().is_err())
+        .filter_map(|k| path.sub(0..k).map(|p| (k, p)))
+        .collect()
+}
+
+/// The document's value at `path`, as filters read it (for indexes).
+pub(crate) fn at_document(path: &FieldPath) -> String {
+    at(&doc_root(), path)
+}
+
+/// A condition on the value `v`, as MongoDB reads it: the value satisfies it, or it is an
+/// array and one of its elements does (`$exists`, `$size` and `$elemMatch` are about the value
+/// itself). `json_typeof` is indexed, so indexed filters stay index scans (a BitmapOr of the
+/// value's index and the type's).
+fn field(out: &mut Sql, v: &str, condition: &Condition) {
+    if matches!(
+        condition,
+        Condition::Exists(_) | Condition::Size(_) | Condition::ElemMatch(_)
+    ) {
+        return value_condition(v, condition, out);
+    }
+    out.push("(");
+    value_condition(v, condition, out);
+    out.push(&format!(
+        " OR (json_typeof({v}) = 'array' AND EXISTS (SELECT 1 FROM json_array_elements({v}) e WHERE "
+    ));
+    value_condition("e", condition, out);
+    out.push(")))");
+}
+
+/// A condition on a dotted path under `base`, as MongoDB reads it: on the value at the path,
+/// or, where a prefix is an array, on the rest of the path in one of its documents,
+/// recursively; a null match at the end counts only where no prefix is an array. As in the
+/// SQLite backend.
+fn through_arrays(
+    out: &mut Sql,
+    base: &str,
+    path: &FieldPath,
+    condition: &Condition,
+    depth: usize,
+) {
+    let n = path.segments().len();
+    let direct = at(base, path);
+    let prefixes = array_prefixes(path);
+    let null_match = match condition {
+        Condition::Eq(Json::Null) => true,
+        Condition::In(items) => items.iter().any(Json::is_null),
+        _ => false,
+    };
+    out.push("(");
+    if null_match && !prefixes.is_empty() {
+        out.push("(");
+        for (_, p) in &prefixes {
+            out.push(&format!(
+                "COALESCE(json_typeof({}) <> 'array', TRUE) AND ",
+                at(base, p)
+            ));
+        }
+        field(out, &direct, condition);
+        out.push(")");
+    } else {
+        field(out, &direct, condition);
+    }
+    for (k, prefix) in &prefixes {
+        let alias = format!("t{depth}_{k}");
+        let array = at(base, prefix);
+        let rest = path.sub(*k..n).expect("k < n");
+        out.push(&format!(
+            " OR (json_typeof({array}) = 'array' AND EXISTS (SELECT 1 FROM json_array_elements({array}) {alias} \
+             WHERE json_typeof({alias}) = 'object' AND "
+        ));
+        through_arrays(out, &alias, &rest, condition, depth + 1);
+        out.push("))");
+    }
+    out.push(")");
 }
 
 /// One condition on one `json` value `v`.

@@ -411,7 +411,26 @@ impl Documents for SqliteBackend {
                 index_name(collection, path),
                 table(collection),
             ))
-            .map_err(db_err(format!("indexing `{path}` of `{collection}`")))
+            .map_err(db_err(format!("indexing `{path}` of `{collection}`")))?;
+            // A dotted path's filters also test whether each prefix is an array (to reach
+            // into its documents): indexing those types keeps the filters index searches.
+            let segments = path.segments();
+            for k in 1..segments.len() {
+                if segments[k].parse::<u32>().is_ok() {
+                    continue;
+                }
+                let Some(prefix) = path.sub(0..k) else {
+                    continue;
+                };
+                tx.execute_batch(&format!(
+                    "CREATE INDEX IF NOT EXISTS \"{collection}#type#{}\" ON {} ({})",
+                    prefix.dotted(),
+                    table(collection),
+                    sql::doc_function("json_type", "doc", &prefix),
+                ))
+                .map_err(db_err(format!("indexing `{path}` of `{collection}`")))?;
+            }
+            Ok(())
         })
     }
 

@@ -194,7 +194,13 @@ impl FilterWriter for Sql {
 
     fn condition(&mut self, scope: &Scope, path: &FieldPath, condition: &Condition) {
         let out = self;
-        field(&accessor(path, scope), condition, out);
+        if path.segments().len() == 1
+            || path.is_id()
+            || path.segments()[0] == vigil_core::OUTPUTS_FIELD
+        {
+            return field(&accessor(path, scope), condition, out);
+        }
+        through_arrays(out, "doc", path, condition, 0);
     }
 
     fn compare(&mut self, scope: &Scope, op: ExprOp, left: &Operand, right: &Operand) {
@@ -310,6 +316,62 @@ fn equals(a: &Accessor, v: &Json, out: &mut Sql) {
             out.push("))");
         }
     }
+}
+
+/// A condition on a dotted path under the JSON `base`, as MongoDB reads it: on the value at the
+/// path (and its elements), or, where a prefix of the path is an array, on the rest of the path
+/// in one of its documents (`n.b` reaches `{"n": [{"b": 1}]}`), recursively. A null match
+/// (the value missing) counts at the end of the path only where no prefix is an array: in
+/// an array, each document stands alone. Each array term tests the prefix's type first,
+/// which an index on the prefix's type answers.
+fn through_arrays(
+    out: &mut Sql,
+    base: &str,
+    path: &FieldPath,
+    condition: &Condition,
+    depth: usize,
+) {
+    let n = path.segments().len();
+    let direct = Accessor {
+        value: doc_function("json_extract", base, path),
+        kind: doc_function("json_type", base, path),
+    };
+    // Prefixes followed by a field name (a digit segment indexes the array instead).
+    let prefixes: Vec<(usize, FieldPath)> = (1..n)
+        .filter(|&k| path.segments()[k].parse::<u32>().is_err())
+        .filter_map(|k| path.sub(0..k).map(|p| (k, p)))
+        .collect();
+    let null_match = match condition {
+        Condition::Eq(Json::Null) => true,
+        Condition::In(items) => items.iter().any(Json::is_null),
+        _ => false,
+    };
+    out.push("(");
+    if null_match && !prefixes.is_empty() {
+        out.push("(");
+        for (_, p) in &prefixes {
+            out.push(&format!(
+                "COALESCE({} != 'array', 1) AND ",
+                doc_function("json_type", base, p)
+            ));
+        }
+        field(&direct, condition, out);
+        out.push(")");
+    } else {
+        field(&direct, condition, out);
+    }
+    for (k, prefix) in &prefixes {
+        let alias = format!("t{depth}_{k}");
+        let rest = path.sub(*k..n).expect("k < n");
+        out.push(&format!(
+            " OR ({} = 'array' AND EXISTS (SELECT 1 FROM json_each({}) {alias} WHERE {alias}.type = 'object' AND ",
+            doc_function("json_type", base, prefix),
+            doc_function("json_extract", base, prefix),
+        ));
+        through_arrays(out, &format!("{alias}.value"), &rest, condition, depth + 1);
+        out.push("))");
+    }
+    out.push(")");
 }
 
 /// A condition on a field, as MongoDB reads it: the value satisfies it, or the value is an

@@ -125,6 +125,39 @@ fn filters_use_indexes_once_created() {
 }
 
 #[test]
+fn dotted_paths_through_arrays_keep_their_index() {
+    let b = SqliteBackend::ephemeral().unwrap();
+    let docs = (0..100)
+        .map(|i| {
+            let n = if i % 2 == 0 {
+                json!({"b": i % 7})
+            } else {
+                json!([{"b": i % 7}, {"b": 100}])
+            };
+            Document::try_from(json!({"_id": i, "n": n})).unwrap()
+        })
+        .collect();
+    b.insert("docs", source(docs)).unwrap();
+    let filter = Filter::parse(&json!({"n.b": 3})).unwrap();
+    let expected = (0..100).filter(|i| i % 7 == 3).count() as u64;
+    assert_eq!(b.count("docs", &filter).unwrap(), expected);
+    assert!(b
+        .explain("docs", &filter)
+        .unwrap()
+        .join("\n")
+        .contains("SCAN docs"));
+    b.create_index("docs", &FieldPath::parse("n.b").unwrap())
+        .unwrap();
+    let plan = b.explain("docs", &filter).unwrap().join("\n");
+    assert!(!plan.contains("SCAN docs"), "{plan}");
+    assert_eq!(b.count("docs", &filter).unwrap(), expected);
+    assert_eq!(
+        b.list_indexes("docs").unwrap(),
+        vec![FieldPath::parse("n.b").unwrap()]
+    );
+}
+
+#[test]
 fn an_index_of_the_earlier_layout_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");

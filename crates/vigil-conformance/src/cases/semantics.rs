@@ -355,3 +355,48 @@ pub fn array_and_type_operators(factory: &Factory) {
         assert!(err.contains(expected), "{f}: {err}");
     }
 }
+
+/// A dotted path reaches into arrays of documents, at any depth, as in MongoDB (answers taken
+/// from a MongoDB-wire server on these documents): `n.b` over `{"n": [{"b": 1}]}`.
+pub fn dotted_paths_reach_into_arrays_of_documents(factory: &Factory) {
+    let db = fresh(factory);
+    let c = db.collection("paths").unwrap();
+    c.insert_many(vec![
+        json!({"_id": 1, "n": {"b": 1}}),
+        json!({"_id": 2, "n": [{"b": 1}, {"b": 5}]}),
+        json!({"_id": 3, "n": [{"c": 1}, {"b": [7, 8]}]}),
+        json!({"_id": 4, "n": [{"m": [{"b": 2}]}]}),
+        json!({"_id": 5, "n": [1, 2]}),
+        json!({"_id": 6}),
+        json!({"_id": 7, "n": {"m": [{"b": 9}, {"b": 2}]}}),
+    ])
+    .unwrap();
+    let ids = |f: Json| -> Vec<i64> {
+        let mut out: Vec<i64> = c
+            .find(f)
+            .run()
+            .unwrap()
+            .map(|d| d.unwrap().id().unwrap().as_i64().unwrap())
+            .collect();
+        out.sort();
+        out
+    };
+    for (f, expected) in [
+        (json!({"n.b": 1}), &[1, 2][..]),
+        (json!({"n.b": 7}), &[3]),
+        (json!({"n.b": null}), &[3, 4, 6, 7]),
+        (json!({"n.b": {"$exists": false}}), &[4, 5, 6, 7]),
+        (json!({"n.b": {"$gt": 4}}), &[2, 3]),
+        (json!({"n.m.b": 2}), &[4, 7]),
+        (json!({"n.b": {"$ne": 1}}), &[3, 4, 5, 6, 7]),
+        (json!({"n.b": {"$size": 2}}), &[3]),
+        (json!({"n.0.b": 1}), &[2]),
+    ] {
+        assert_eq!(ids(f.clone()), expected, "{f}");
+        assert_eq!(c.count(f.clone()).unwrap(), expected.len() as u64, "{f}");
+    }
+    // The same with the path indexed.
+    c.create_index("n.b").unwrap();
+    assert_eq!(ids(json!({"n.b": 1})), [1, 2]);
+    assert_eq!(ids(json!({"n.b": null})), [3, 4, 6, 7]);
+}
