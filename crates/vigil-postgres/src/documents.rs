@@ -282,7 +282,7 @@ impl Documents for PostgresBackend {
             .map_err(pg_err(format!("indexing `{path}` of `{collection}`")))?;
             // A dotted path's filters also test whether each prefix is an array (to reach
             // into its documents): indexing those types keeps them index scans.
-            for (k, prefix) in sql::array_prefixes(path) {
+            for (k, prefix) in vigil_core::backend::sql::array_prefixes(path) {
                 tx.batch_execute(&format!(
                     "CREATE INDEX IF NOT EXISTS \"{name}_a{k}\" ON {t} ((json_typeof({})));",
                     sql::at_document(&prefix),

@@ -5,7 +5,7 @@
 //! bound parameter, passed as text and cast in SQL.
 
 use serde_json::Value as Json;
-use vigil_core::backend::sql::{write_filter, FilterWriter};
+use vigil_core::backend::sql::{array_prefixes, write_filter, FilterWriter};
 use vigil_core::filter::{Condition, ExprOp, ExprSql, Filter, JsonType, Operand};
 use vigil_core::{Direction, FieldPath};
 
@@ -246,15 +246,6 @@ fn doc_root() -> String {
 /// The `json` value at `path` under `base` (the very text of [`accessor`] for the document).
 fn at(base: &str, path: &FieldPath) -> String {
     format!("({base} #> {})", path_literal(path.segments()))
-}
-
-/// The prefixes of `path` a filter reaches through when they are arrays: those followed by a
-/// field name (a digit segment indexes the array instead), with their length.
-pub(crate) fn array_prefixes(path: &FieldPath) -> Vec<(usize, FieldPath)> {
-    (1..path.segments().len())
-        .filter(|&k| path.segments()[k].parse::<u32>().is_err())
-        .filter_map(|k| path.sub(0..k).map(|p| (k, p)))
-        .collect()
 }
 
 /// The document's value at `path`, as filters read it (for indexes).

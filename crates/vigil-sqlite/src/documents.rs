@@ -414,14 +414,7 @@ impl Documents for SqliteBackend {
             .map_err(db_err(format!("indexing `{path}` of `{collection}`")))?;
             // A dotted path's filters also test whether each prefix is an array (to reach
             // into its documents): indexing those types keeps the filters index searches.
-            let segments = path.segments();
-            for k in 1..segments.len() {
-                if segments[k].parse::<u32>().is_ok() {
-                    continue;
-                }
-                let Some(prefix) = path.sub(0..k) else {
-                    continue;
-                };
+            for (_, prefix) in vigil_core::backend::sql::array_prefixes(path) {
                 tx.execute_batch(&format!(
                     "CREATE INDEX IF NOT EXISTS \"{collection}#type#{}\" ON {} ({})",
                     prefix.dotted(),

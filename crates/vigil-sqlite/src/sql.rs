@@ -4,7 +4,7 @@
 
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value as Json;
-use vigil_core::backend::sql::{write_filter, FilterWriter};
+use vigil_core::backend::sql::{array_prefixes, write_filter, FilterWriter};
 use vigil_core::filter::{Condition, ExprOp, ExprSql, Filter, JsonType, Operand};
 use vigil_core::{Direction, FieldPath};
 
@@ -336,11 +336,7 @@ fn through_arrays(
         value: doc_function("json_extract", base, path),
         kind: doc_function("json_type", base, path),
     };
-    // Prefixes followed by a field name (a digit segment indexes the array instead).
-    let prefixes: Vec<(usize, FieldPath)> = (1..n)
-        .filter(|&k| path.segments()[k].parse::<u32>().is_err())
-        .filter_map(|k| path.sub(0..k).map(|p| (k, p)))
-        .collect();
+    let prefixes = array_prefixes(path);
     let null_match = match condition {
         Condition::Eq(Json::Null) => true,
         Condition::In(items) => items.iter().any(Json::is_null),

@@ -165,6 +165,16 @@ pub fn write_filter<W: FilterWriter>(f: &Filter, scope: &Scope, out: &mut W) {
     }
 }
 
+/// The prefixes of `path` a filter reaches through when they are arrays of documents: those
+/// followed by a field name (a digit segment indexes the array instead), with their length.
+pub fn array_prefixes(path: &FieldPath) -> Vec<(usize, FieldPath)> {
+    let segments = path.segments();
+    (1..segments.len())
+        .filter(|&k| segments[k].parse::<u32>().is_err())
+        .filter_map(|k| path.sub(0..k).map(|p| (k, p)))
+        .collect()
+}
+
 /// The error for a chained listener whose upstream is not installed.
 pub fn missing_upstream(upstream: &str) -> Error {
     Error::NotFound {
