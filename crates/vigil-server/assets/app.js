@@ -60,7 +60,8 @@ async function ndjson(response) {
   return rows;
 }
 
-const state = {me: null, events: null, listeners: [], page: 0, pageSize: 24};
+// Notices about a listener (a retry's answer) kept across the live redraws of its card.
+const state = {me: null, events: null, listeners: [], page: 0, pageSize: 24, notices: {}};
 const canWrite = () => state.me && (state.me.scope === 'write' || state.me.scope === 'admin');
 const enc = encodeURIComponent;
 
@@ -239,9 +240,11 @@ function renderListeners(listeners) {
       card.append(errors);
       loadErrors(l.name, errors);
       if (canWrite() && l.parked > 0) {
-        card.append(el('button', {type: 'button', class: 'retry', onclick: () => retry(l.name, card)}, 'Retry parked'));
+        card.append(el('button', {type: 'button', class: 'retry', onclick: () => retry(l.name)}, 'Retry parked'));
       }
     }
+    const notice = state.notices[l.name];
+    if (notice) card.append(el('p', {class: notice.error ? 'error' : 'notice', text: notice.text}));
     return card;
   }));
 }
@@ -257,13 +260,14 @@ async function loadErrors(listener, list) {
   }
 }
 
-async function retry(listener, card) {
+async function retry(listener) {
   try {
     const r = await (await api(`/api/listeners/${enc(listener)}/retry`, {method: 'POST'})).json();
-    card.append(el('p', {class: 'notice', text: `${r.queued} documents queued again`}));
+    state.notices[listener] = {text: `${r.queued} documents queued again`};
   } catch (e) {
-    card.append(el('p', {class: 'error', text: e.message}));
+    state.notices[listener] = {text: e.message, error: true};
   }
+  renderListeners(state.listeners);
 }
 
 function renderJobs(jobs) {
