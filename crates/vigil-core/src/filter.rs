@@ -122,6 +122,27 @@ pub enum Condition {
     ElemMatch(Vec<Condition>),
 }
 
+impl Condition {
+    /// Whether an array satisfies the condition when one of its elements does, as MongoDB
+    /// reads it; `$exists`, `$size` and `$elemMatch` are about the value itself.
+    pub fn reaches_elements(&self) -> bool {
+        !matches!(
+            self,
+            Condition::Exists(_) | Condition::Size(_) | Condition::ElemMatch(_)
+        )
+    }
+
+    /// Whether a missing value satisfies it (`null` equality, or `$in` holding null): through
+    /// an array of documents, that is judged per document, not at the end of the path.
+    pub fn matches_missing(&self) -> bool {
+        match self {
+            Condition::Eq(Json::Null) => true,
+            Condition::In(items) => items.iter().any(Json::is_null),
+            _ => false,
+        }
+    }
+}
+
 /// A type `$type` asks for, by MongoDB's name or number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonType {

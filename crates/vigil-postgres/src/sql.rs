@@ -258,10 +258,7 @@ pub(crate) fn at_document(path: &FieldPath) -> String {
 /// itself). `json_typeof` is indexed, so indexed filters stay index scans (a BitmapOr of the
 /// value's index and the type's).
 fn field(out: &mut Sql, v: &str, condition: &Condition) {
-    if matches!(
-        condition,
-        Condition::Exists(_) | Condition::Size(_) | Condition::ElemMatch(_)
-    ) {
+    if !condition.reaches_elements() {
         return value_condition(v, condition, out);
     }
     out.push("(");
@@ -287,13 +284,8 @@ fn through_arrays(
     let n = path.segments().len();
     let direct = at(base, path);
     let prefixes = array_prefixes(path);
-    let null_match = match condition {
-        Condition::Eq(Json::Null) => true,
-        Condition::In(items) => items.iter().any(Json::is_null),
-        _ => false,
-    };
     out.push("(");
-    if null_match && !prefixes.is_empty() {
+    if condition.matches_missing() && !prefixes.is_empty() {
         out.push("(");
         for (_, p) in &prefixes {
             out.push(&format!(

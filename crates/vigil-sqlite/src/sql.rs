@@ -337,13 +337,8 @@ fn through_arrays(
         kind: doc_function("json_type", base, path),
     };
     let prefixes = array_prefixes(path);
-    let null_match = match condition {
-        Condition::Eq(Json::Null) => true,
-        Condition::In(items) => items.iter().any(Json::is_null),
-        _ => false,
-    };
     out.push("(");
-    if null_match && !prefixes.is_empty() {
+    if condition.matches_missing() && !prefixes.is_empty() {
         out.push("(");
         for (_, p) in &prefixes {
             out.push(&format!(
@@ -376,10 +371,7 @@ fn through_arrays(
 /// so indexed filters stay index searches.
 fn field(a: &Accessor, condition: &Condition, out: &mut Sql) {
     // `$exists` and `$size` are about the field itself, never its elements.
-    if matches!(
-        condition,
-        Condition::Exists(_) | Condition::Size(_) | Condition::ElemMatch(_)
-    ) {
+    if !condition.reaches_elements() {
         return value_condition(a, condition, out);
     }
     out.push("(");

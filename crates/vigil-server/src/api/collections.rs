@@ -458,17 +458,16 @@ pub async fn update(
                 })
             }
         };
-        let out = if body.many {
-            c.update_many(body.filter.clone(), update.clone())?
-        } else if body.upsert {
-            return c.upsert_one(body.filter, update).map(Updated::from);
-        } else {
-            c.update_one(body.filter.clone(), update.clone())?
-        };
-        if body.upsert && out.matched == 0 {
-            return c.upsert_one(body.filter, update).map(Updated::from);
+        match (body.many, body.upsert) {
+            (false, true) => c.upsert_one(body.filter, update).map(Updated::from),
+            (false, false) => c.update_one(body.filter, update).map(Updated::from),
+            (true, false) => c.update_many(body.filter, update).map(Updated::from),
+            // As MongoDB's `update_many` with `upsert`: one document inserted when none matched.
+            (true, true) => match c.update_many(body.filter.clone(), update.clone())? {
+                out if out.matched > 0 => Ok(Updated::from(out)),
+                _ => c.upsert_one(body.filter, update).map(Updated::from),
+            },
         }
-        Ok(Updated::from(out))
     })
     .await?;
     Ok(Json(out))
