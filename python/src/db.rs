@@ -223,6 +223,17 @@ impl PyCollection {
         }
     }
 
+    /// Runs an aggregation pipeline (a list of stages: `$match`, `$group`, `$sort`, `$skip`,
+    /// `$limit`, `$project`, `$addFields`, `$unwind`, `$count`), as pymongo's `aggregate`;
+    /// iterate the result for dicts.
+    fn aggregate(&self, py: Python<'_>, pipeline: &Bound<'_, PyAny>) -> PyResult<PyCommandCursor> {
+        let pipeline = to_json(pipeline)?;
+        let cursor = py.detach(|| self.inner.aggregate(pipeline)).py()?;
+        Ok(PyCommandCursor {
+            running: Mutex::new(Running::new(cursor)),
+        })
+    }
+
     /// How many documents `filter` matches (counted in the database).
     #[pyo3(signature = (filter=None))]
     fn count_documents(&self, py: Python<'_>, filter: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
@@ -465,15 +476,26 @@ impl PyCursor {
                     find.run()
                 })
                 .py()?;
-            *running = Some(Running {
-                cursor,
-                buffer: VecDeque::new(),
-                done: false,
-            });
+            *running = Some(Running::new(cursor));
         }
-        let state = running.as_mut().expect("started above");
-        if state.buffer.is_empty() && !state.done {
-            let (cursor, buffer) = (&mut state.cursor, &mut state.buffer);
+        running.as_mut().expect("started above").next(py)
+    }
+}
+
+impl Running {
+    fn new(cursor: vigil::Cursor) -> Running {
+        Running {
+            cursor,
+            buffer: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// The next document as a dict, reading a batch with the GIL released when the buffer
+    /// is empty.
+    fn next(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if self.buffer.is_empty() && !self.done {
+            let (cursor, buffer) = (&mut self.cursor, &mut self.buffer);
             let finished = py
                 .detach(|| -> vigil::Result<bool> {
                     while buffer.len() < READ_BATCH {
@@ -485,11 +507,31 @@ impl PyCursor {
                     Ok(false)
                 })
                 .py()?;
-            state.done = finished;
+            self.done = finished;
         }
-        match state.buffer.pop_front() {
+        match self.buffer.pop_front() {
             Some(doc) => Ok(Some(document_to_py(py, &doc)?.into_any().unbind())),
             None => Ok(None),
         }
+    }
+}
+
+/// The results of `Collection.aggregate`, streamed as they are computed.
+#[pyclass(name = "CommandCursor", module = "vigil", frozen)]
+pub struct PyCommandCursor {
+    running: Mutex<Running>,
+}
+
+#[pymethods]
+impl PyCommandCursor {
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next(py)
     }
 }

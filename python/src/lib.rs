@@ -21,6 +21,7 @@ fn _vigil(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<db::PyDatalayer>()?;
     m.add_class::<db::PyCollection>()?;
     m.add_class::<db::PyCursor>()?;
+    m.add_class::<db::PyCommandCursor>()?;
     m.add_class::<models::PyModel>()?;
     m.add_class::<convert::Encoded>()?;
     Ok(())

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{data, demo, listen, registry, server};
+use commands::{data, demo, listen, registry, server, write};
 use error::{parse_json, CliResult};
 
 /// vigil: machine-learning models kept next to your data.
@@ -45,6 +45,14 @@ enum Command {
         /// Filter as JSON (default: every document).
         filter: Option<String>,
     },
+    /// Insert JSON documents (from the argument or standard input).
+    Insert(commands::write::InsertArgs),
+    /// Apply a Mongo-style update to the first (or every) document a filter matches.
+    Update(commands::write::UpdateArgs),
+    /// Delete the first (or every) document a filter matches.
+    Delete(commands::write::DeleteArgs),
+    /// Run an aggregation pipeline ($match, $group, $sort, $project, $unwind, $count, …).
+    Aggregate(commands::write::AggregateArgs),
     /// List the collections.
     Collections,
     /// List the components of a kind (model, listener, dataset, metric, trainer), or print one.
@@ -116,6 +124,10 @@ fn run(cli: Cli) -> CliResult {
         Command::InsertMnist(args) => data::insert_mnist_command(&db, &cli.db, &args),
         Command::Find(args) => data::find(&db, &args),
         Command::Count { collection, filter } => data::count(&db, &collection, filter.as_deref()),
+        Command::Insert(args) => write::insert(&db, &args),
+        Command::Update(args) => write::update(&db, &args),
+        Command::Delete(args) => write::delete(&db, &args),
+        Command::Aggregate(args) => write::aggregate(&db, &args),
         Command::Collections => data::collections(&db),
         Command::Show {
             kind,

@@ -139,8 +139,8 @@ fn errors_go_to_stderr_with_a_failing_exit_code() {
             "the filter is not valid JSON",
         ),
         (
-            vec!["count", "mnist", r#"{"class": {"$regex": "7"}}"#],
-            "unsupported operator `$regex`",
+            vec!["count", "mnist", r#"{"class": {"$where": "7"}}"#],
+            "unsupported operator `$where`",
         ),
         (
             vec!["find", "mnist", r#"{"class": {"$in": 7}}"#],

@@ -6,6 +6,8 @@ use serde_json::Value as Json;
 use crate::names::FieldPath;
 use crate::{Error, Result};
 
+pub use crate::regex::Regex;
+
 /// A parsed filter. `Filter::all()` matches every document.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
@@ -120,6 +122,11 @@ pub enum Condition {
     /// The field is an array and one element satisfies every condition (`$elemMatch` with
     /// operators: `{"$gte": 3, "$lt": 5}`).
     ElemMatch(Vec<Condition>),
+    /// The field is an array and one of its elements is a document the filter matches
+    /// (`$elemMatch` over documents: `{"b": 1, "c": {"$gt": 2}}`, paths relative to the element).
+    ElemMatchDocument(Box<Filter>),
+    /// A string matching the regular expression (`$regex` with `$options`).
+    Regex(Regex),
 }
 
 impl Condition {
@@ -128,7 +135,10 @@ impl Condition {
     pub fn reaches_elements(&self) -> bool {
         !matches!(
             self,
-            Condition::Exists(_) | Condition::Size(_) | Condition::ElemMatch(_)
+            Condition::Exists(_)
+                | Condition::Size(_)
+                | Condition::ElemMatch(_)
+                | Condition::ElemMatchDocument(_)
         )
     }
 
@@ -229,8 +239,6 @@ impl Ordering {
 /// Operators known to MongoDB that vigil does not run; named in the error so the user knows
 /// it was understood, not mistyped.
 const KNOWN_UNSUPPORTED: &[&str] = &[
-    "$regex",
-    "$options",
     "$where",
     "$text",
     "$jsonSchema",
@@ -430,51 +438,65 @@ fn expr_operand(value: &Json, at: &str) -> Result<Operand> {
     }
 }
 
-/// `$elemMatch`'s conditions on one element: operators only (`{"$gte": 3, "$lt": 5}`); the
-/// form over documents (`{"b": 1, "c": {"$gt": 2}}`) is not run yet.
-fn parse_elem_match(arg: &Json, at: &str) -> Result<Vec<Condition>> {
+/// `$elemMatch`: conditions on one element (`{"$gte": 3, "$lt": 5}`), or, when the document
+/// names fields or uses `$and`/`$or`/`$nor`, a filter over element documents.
+fn parse_elem_match(arg: &Json, at: &str) -> Result<Condition> {
     let Json::Object(ops) = arg else {
         return Err(operand(
             "$elemMatch",
             at,
-            "an operator document like {\"$gte\": 3}",
+            "a document of operators ({\"$gte\": 3}) or of fields ({\"b\": 1})",
             arg,
         ));
     };
     if ops.is_empty() {
-        return Err(operand(
-            "$elemMatch",
-            at,
-            "a non-empty operator document",
-            arg,
-        ));
+        return Err(operand("$elemMatch", at, "a non-empty document", arg));
     }
-    let mut out = Vec::new();
-    for (op, v) in ops {
-        let here = format!("{at}.{op}");
-        if !op.starts_with('$') {
+    let over_documents = ops
+        .keys()
+        .any(|k| !k.starts_with('$') || matches!(k.as_str(), "$and" | "$or" | "$nor" | "$expr"));
+    if over_documents {
+        let filter = parse_document(arg, at)?;
+        // `$expr` reads the top-level document, never an element, as in MongoDB.
+        fn has_expr(f: &Filter) -> bool {
+            match f {
+                Filter::And(p) | Filter::Or(p) => p.iter().any(has_expr),
+                Filter::Not(inner) => has_expr(inner),
+                Filter::Field { .. } => false,
+                Filter::Compare { .. } => true,
+            }
+        }
+        if has_expr(&filter) {
             return Err(Error::UnsupportedOperator {
-                operator: "$elemMatch".into(),
-                path: format!("{at} (over documents, as with `{op}`)"),
+                operator: "$expr".into(),
+                path: format!("{at} (inside $elemMatch)"),
                 backend: None,
             });
         }
-        let doc = Json::Object([(op.clone(), v.clone())].into_iter().collect());
-        let path = FieldPath::parse("e")?;
-        match parse_field(path, &doc, &here)? {
-            Filter::Field { condition, .. } if !matches!(condition, Condition::ElemMatch(_)) => {
-                out.push(condition)
-            }
-            _ => {
-                return Err(Error::UnsupportedOperator {
-                    operator: op.clone(),
-                    path: format!("{here} (inside $elemMatch)"),
-                    backend: None,
-                })
-            }
-        }
+        return Ok(Condition::ElemMatchDocument(Box::new(filter)));
     }
-    Ok(out)
+    let mut out = Vec::new();
+    let path = FieldPath::parse("e")?;
+    flatten_conditions(parse_field(path, arg, at)?, at, &mut out)?;
+    Ok(Condition::ElemMatch(out))
+}
+
+/// The conditions of an operator document on one value, all of which must hold.
+fn flatten_conditions(f: Filter, at: &str, out: &mut Vec<Condition>) -> Result<()> {
+    match f {
+        Filter::And(parts) => parts
+            .into_iter()
+            .try_for_each(|p| flatten_conditions(p, at, out)),
+        Filter::Field { condition, .. } if !matches!(condition, Condition::ElemMatch(_)) => {
+            out.push(condition);
+            Ok(())
+        }
+        _ => Err(Error::UnsupportedOperator {
+            operator: "$elemMatch".into(),
+            path: format!("{at} (inside $elemMatch, only plain conditions such as $eq, $gt, $in and $regex run on each element, not $ne, $nin, $not or a nested $elemMatch)"),
+            backend: None,
+        }),
+    }
 }
 
 fn operand(op: &str, at: &str, expected: &'static str, found: &Json) -> Error {
@@ -580,7 +602,35 @@ fn parse_field(path: FieldPath, value: &Json, at: &str) -> Result<Filter> {
                 None => return Err(operand(op, &here, "a non-negative integer", arg)),
             },
             "$type" => field(Condition::Type(JsonType::parse(arg, &here)?)),
-            "$elemMatch" => field(Condition::ElemMatch(parse_elem_match(arg, &here)?)),
+            "$elemMatch" => field(parse_elem_match(arg, &here)?),
+            "$regex" => {
+                let Json::String(pattern) = arg else {
+                    return Err(operand(op, &here, "a pattern string", arg));
+                };
+                let options = match ops.get("$options") {
+                    None => "",
+                    Some(Json::String(o)) => o.as_str(),
+                    Some(other) => {
+                        return Err(operand(
+                            "$options",
+                            &format!("{at}.$options"),
+                            "a string of flags among i, m, s, x",
+                            other,
+                        ))
+                    }
+                };
+                field(Condition::Regex(Regex::new(pattern, options, &here)?))
+            }
+            "$options" => {
+                if !ops.contains_key("$regex") {
+                    return Err(Error::query(
+                        "filter",
+                        &here,
+                        "`$options` needs a `$regex` beside it",
+                    ));
+                }
+                continue;
+            }
             "$mod" => match arg.as_array().map(Vec::as_slice) {
                 Some([d, r]) if d.as_i64().is_some_and(|d| d != 0) && r.as_i64().is_some() => {
                     field(Condition::Mod(
@@ -681,10 +731,14 @@ mod tests {
             e.contains("$in") && e.contains("x.$in") && e.contains("an array"),
             "{e}"
         );
-        let e = Filter::parse(&json!({"name": {"$regex": "^a"}}))
+        let e = Filter::parse(&json!({"name": {"$where": "1"}}))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("unsupported operator `$regex`"), "{e}");
+        assert!(e.contains("unsupported operator `$where`"), "{e}");
+        let e = Filter::parse(&json!({"name": {"$options": "i"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a `$regex`"), "{e}");
         let e = Filter::parse(&json!({"a\"; DROP TABLE x; --": 1})).unwrap_err();
         assert!(matches!(e, Error::InvalidName { .. }), "{e}");
         let e = Filter::parse(&json!({"x": {"$gt": [1]}}))

@@ -3,6 +3,7 @@
 //! the SQL backends, the [`Backend`] trait and the [`Error`] type. No I/O happens here.
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod backend;
 pub mod codec;
 pub mod depth;
@@ -11,9 +12,11 @@ mod error;
 pub mod filter;
 pub mod ids;
 pub mod listen;
+mod matching;
 pub mod names;
 pub mod order;
 pub mod query;
+pub mod regex;
 pub mod stored;
 pub mod update;
 mod value;

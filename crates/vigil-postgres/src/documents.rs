@@ -32,6 +32,81 @@ CREATE TABLE IF NOT EXISTS vigil_indexes (
     name TEXT NOT NULL,
     PRIMARY KEY (collection, path)
 );
+-- An `$expr` operand's value as MongoDB's aggregation reads a dotted path: through an array,
+-- the array of what its elements hold (elements without it add nothing); a number is a field
+-- name, never an index. NULL when missing. vigil_core's `json_field_value` is the same rule.
+CREATE OR REPLACE FUNCTION vigil_expr_path(v json, path text[]) RETURNS json
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
+BEGIN
+    IF v IS NULL OR cardinality(path) = 0 THEN
+        RETURN v;
+    END IF;
+    CASE json_typeof(v)
+        WHEN 'object' THEN
+            RETURN vigil_expr_path(v -> path[1], path[2:]);
+        WHEN 'array' THEN
+            RETURN (SELECT COALESCE(json_agg(x ORDER BY i), '[]'::json)
+                    FROM (SELECT vigil_expr_path(e, path) AS x, i
+                          FROM json_array_elements(v) WITH ORDINALITY AS t(e, i)) s
+                    WHERE x IS NOT NULL);
+        ELSE
+            RETURN NULL;
+    END CASE;
+END
+$f$;
+-- A key whose bytewise order is MongoDB's order of values (vigil_core's `order::sort_key`
+-- rule; strings here hold no U+0000, which comparisons map to U+0001): the type's rank, then
+-- the value; objects as (value's rank, name, value) per field and arrays as their elements,
+-- each closed by 0x00, so that a prefix sorts first.
+CREATE OR REPLACE FUNCTION vigil_sort_key(v json) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
+DECLARE
+    out bytea;
+    b bytea;
+    f float8;
+    k text;
+    e json;
+BEGIN
+    IF v IS NULL THEN
+        RETURN NULL;
+    END IF;
+    CASE json_typeof(v)
+        WHEN 'number' THEN
+            f := (v #>> '{}')::float8;
+            IF f = 0 THEN
+                f := 0;
+            END IF;
+            b := float8send(f);
+            IF get_byte(b, 0) >= 128 THEN
+                FOR i IN 0..7 LOOP
+                    b := set_byte(b, i, 255 - get_byte(b, i));
+                END LOOP;
+            ELSE
+                b := set_byte(b, 0, get_byte(b, 0) + 128);
+            END IF;
+            RETURN '\\x02'::bytea || b;
+        WHEN 'string' THEN
+            RETURN '\\x03'::bytea || convert_to(v #>> '{}', 'UTF8') || '\\x00'::bytea;
+        WHEN 'object' THEN
+            out := '\\x04'::bytea;
+            FOR k, e IN SELECT j.key, j.value FROM json_each(v) j LOOP
+                b := vigil_sort_key(e);
+                out := out || substring(b FROM 1 FOR 1) || convert_to(k, 'UTF8') || '\\x00'::bytea || b;
+            END LOOP;
+            RETURN out || '\\x00'::bytea;
+        WHEN 'array' THEN
+            out := '\\x05'::bytea;
+            FOR e IN SELECT j.value FROM json_array_elements(v) j(value) LOOP
+                out := out || vigil_sort_key(e);
+            END LOOP;
+            RETURN out || '\\x00'::bytea;
+        WHEN 'boolean' THEN
+            RETURN CASE WHEN (v #>> '{}') = 'true' THEN '\\x0801'::bytea ELSE '\\x0800'::bytea END;
+        ELSE
+            RETURN '\\x01'::bytea;
+    END CASE;
+END
+$f$;
 ";
 
 /// The scope a filter on `collection` compiles in: listeners are looked up only when the
@@ -69,7 +144,7 @@ struct Rows<'a, 't> {
 impl RowStore for Rows<'_, '_> {
     fn matching(&mut self, filter: &Filter, many: bool) -> Result<Vec<i64>> {
         let scope = scope_for(self.tx, self.collection, filter, false)?;
-        let mut s = Sql::with_filter(match_statement(&table(self.collection)), filter, &scope);
+        let mut s = Sql::with_filter(match_statement(&table(self.collection)), filter, &scope)?;
         s.push(match_order(many));
         // Rows to change are locked until the transaction ends.
         s.push(" FOR UPDATE");
@@ -188,7 +263,7 @@ impl Documents for PostgresBackend {
             ),
             &query.filter,
             &scope,
-        );
+        )?;
         sql::order_by(&query.sort, &scope, &mut s);
         if let Some(limit) = query.limit {
             s.push(" LIMIT ");
@@ -215,7 +290,7 @@ impl Documents for PostgresBackend {
             format!("SELECT count(*) FROM {} WHERE ", table(collection)),
             filter,
             &scope,
-        );
+        )?;
         match conn.query_one(&s.text, &s.params()) {
             Ok(row) => Ok(row.get::<_, i64>(0) as u64),
             Err(e) if is_missing_table(&e) => Ok(0),
@@ -253,7 +328,7 @@ impl Documents for PostgresBackend {
             }
             let scope = scope_for(tx, collection, filter, false)?;
             let (start, end) = delete_statement(&table(collection), many);
-            let mut s = Sql::with_filter(start, filter, &scope);
+            let mut s = Sql::with_filter(start, filter, &scope)?;
             s.push(end);
             tx.execute(&s.text, &s.params()).map_err(pg_err("deleting"))
         })
@@ -282,7 +357,7 @@ impl Documents for PostgresBackend {
             .map_err(pg_err(format!("indexing `{path}` of `{collection}`")))?;
             // A dotted path's filters also test whether each prefix is an array (to reach
             // into its documents): indexing those types keeps them index scans.
-            for (k, prefix) in vigil_core::backend::sql::array_prefixes(path) {
+            for (k, prefix) in vigil_core::backend::sql::traversed_prefixes(path) {
                 tx.batch_execute(&format!(
                     "CREATE INDEX IF NOT EXISTS \"{name}_a{k}\" ON {t} ((json_typeof({})));",
                     sql::at_document(&prefix),

@@ -13,6 +13,7 @@ mod documents;
 mod jobs;
 mod pool;
 mod queue;
+mod regex;
 mod registry;
 mod sql;
 mod tables;

@@ -164,7 +164,7 @@ impl Queue for PostgresBackend {
                 "INSERT INTO vigil_queue (listener, doc_id, job) SELECT {id}, id, $1::text FROM {} WHERE ",
                 table(&listener.collection)
             );
-            sql::filter(&select, &scope, &mut s);
+            sql::filter(&select, &scope, &mut s)?;
             s.push(" ORDER BY seq");
             s.push(upsert);
             tx.execute(&s.text, &s.params())

@@ -5,7 +5,7 @@
 //! bound parameter, passed as text and cast in SQL.
 
 use serde_json::Value as Json;
-use vigil_core::backend::sql::{array_prefixes, write_filter, FilterWriter};
+use vigil_core::backend::sql::{array_prefixes, traversed_prefixes, write_filter, FilterWriter};
 use vigil_core::filter::{Condition, ExprOp, ExprSql, Filter, JsonType, Operand};
 use vigil_core::{Direction, FieldPath};
 
@@ -34,6 +34,12 @@ impl Param {
 pub(crate) struct Sql {
     pub text: String,
     pub params: Vec<Param>,
+    /// Inside `$elemMatch` over documents: the `json` element paths are read from.
+    base: Option<String>,
+    /// Subquery aliases handed out, so nested ones never shadow each other.
+    aliases: usize,
+    /// A `$regex` PostgreSQL cannot say, found while compiling: where, and why.
+    refused: Option<String>,
 }
 
 /// SQL for the `_outputs` column of a row: `[listener id, doc, hex(blobs)]` triples as JSON
@@ -54,15 +60,15 @@ impl Sql {
     pub fn new(text: impl Into<String>) -> Sql {
         Sql {
             text: text.into(),
-            params: Vec::new(),
+            ..Sql::default()
         }
     }
 
     /// `prefix` followed by the compiled filter.
-    pub fn with_filter(prefix: String, f: &Filter, scope: &Scope) -> Sql {
+    pub fn with_filter(prefix: String, f: &Filter, scope: &Scope) -> vigil_core::Result<Sql> {
         let mut s = Sql::new(prefix);
-        filter(f, scope, &mut s);
-        s
+        filter(f, scope, &mut s)?;
+        Ok(s)
     }
 
     pub fn push(&mut self, s: &str) {
@@ -199,8 +205,16 @@ fn id_lookup(condition: &Condition, out: &mut Sql) -> bool {
 }
 
 /// A filter's SQL, written into `out` with the paths resolved against `scope`.
-pub(crate) fn filter(f: &Filter, scope: &Scope, out: &mut Sql) {
+pub(crate) fn filter(f: &Filter, scope: &Scope, out: &mut Sql) -> vigil_core::Result<()> {
     write_filter(f, scope, out);
+    match out.refused.take() {
+        Some(path) => Err(vigil_core::Error::UnsupportedOperator {
+            operator: "$regex".into(),
+            path,
+            backend: Some("postgres"),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Each condition's SQL; [`write_filter`] writes the boolean structure around them.
@@ -215,6 +229,9 @@ impl FilterWriter for Sql {
 
     fn condition(&mut self, scope: &Scope, path: &FieldPath, condition: &Condition) {
         let out = self;
+        if let Some(base) = out.base.clone() {
+            return through_arrays(out, &base, path, condition, 0);
+        }
         if path.is_id() && id_lookup(condition, out) {
             return;
         }
@@ -229,13 +246,24 @@ impl FilterWriter for Sql {
         fn side<'a>(o: &'a Operand, scope: &Scope) -> Side<'a> {
             match o {
                 // `_id` as its JSON value, so it ranks and compares like any field.
-                Operand::Path(p) => Side::Field(accessor(p, scope)),
+                Operand::Path(p) => Side::Field(expr_accessor(p, scope)),
                 Operand::Literal(v) => Side::Const(v),
             }
         }
         let (l, r) = (side(left, scope), side(right, scope));
         compare(self, op, &l, &r);
     }
+}
+
+/// A field as an `$expr` operand reads it. A dotted path is MongoDB's aggregation reading,
+/// not the query one: through arrays it collects what the elements hold, and a number is a
+/// field name, not an index (`$tags.0` is not the first tag).
+fn expr_accessor(path: &FieldPath, scope: &Scope) -> String {
+    let segs = path.segments();
+    if segs.len() == 1 || path.is_id() || segs[0] == vigil_core::OUTPUTS_FIELD {
+        return accessor(path, scope);
+    }
+    format!("vigil_expr_path({}, {})", doc_root(), path_literal(segs))
 }
 
 /// The document as `json`, as every document path reads it.
@@ -298,7 +326,7 @@ fn through_arrays(
     } else {
         field(out, &direct, condition);
     }
-    for (k, prefix) in &prefixes {
+    for (k, prefix) in &traversed_prefixes(path) {
         let alias = format!("t{depth}_{k}");
         let array = at(base, prefix);
         let rest = path.sub(*k..n).expect("k < n");
@@ -409,6 +437,33 @@ fn value_condition(v: &str, condition: &Condition, out: &mut Sql) {
                 }
                 out.push("))");
             }
+            Condition::ElemMatchDocument(f) => {
+                out.aliases += 1;
+                let alias = format!("emd{}", out.aliases);
+                out.push(&format!(
+                    "(json_typeof({v}) = 'array' AND EXISTS (SELECT 1 FROM json_array_elements({v}) {alias} \
+                     WHERE json_typeof({alias}) = 'object' AND "
+                ));
+                let outer = out.base.replace(alias);
+                write_filter(f, &Scope::default(), out);
+                out.base = outer;
+                out.push("))");
+            }
+            Condition::Regex(r) => match crate::regex::translate(r.engine_pattern()) {
+                Ok(pattern) => {
+                    out.push(&format!("({} ~ ", string(v)));
+                    out.bind(Param::Text(pattern), "::text");
+                    out.push(")");
+                }
+                Err(why) => {
+                    out.push("FALSE");
+                    out.refused.get_or_insert(format!(
+                        "/{}/{} ({why} has no PostgreSQL equivalent)",
+                        r.pattern(),
+                        r.options()
+                    ));
+                }
+            },
             // Divisor and remainder are integers, written as such; `mod` truncates as MongoDB.
             Condition::Mod(d, r) => out.push(&format!("(mod(trunc({}), {d}) = {r})", number(v))),
         }
@@ -444,7 +499,8 @@ fn same_rank_compare(out: &mut Sql, l: &Side, r: &Side, op: &str) {
         (Side::Field(a), Side::Field(b)) => out.push(&format!(
             "(CASE json_typeof({a}) WHEN 'number' THEN {} {op} {} \
              WHEN 'string' THEN {} COLLATE \"C\" {op} {} COLLATE \"C\" \
-             ELSE ({a})::text COLLATE \"C\" {op} ({b})::text COLLATE \"C\" END)",
+             WHEN 'boolean' THEN ({a})::text COLLATE \"C\" {op} ({b})::text COLLATE \"C\" \
+             ELSE vigil_sort_key({a}) {op} vigil_sort_key({b}) END)",
             number(a),
             number(b),
             string(a),
@@ -544,13 +600,14 @@ fn sort_rank(v: &str) -> String {
     )
 }
 
-/// The keys a `json` value sorts by within its rank: numbers, strings bytewise, then the JSON
-/// text of the other types (booleans: `false` before `true`; objects by their text).
+/// The keys a `json` value sorts by within its rank: numbers, strings bytewise, booleans by
+/// their text (`false` before `true`), objects and arrays by `vigil_sort_key` (MongoDB's
+/// field-by-field and element-by-element order).
 fn sort_keys(v: &str, dir: &str) -> String {
     format!(
         "{} {dir}, {} COLLATE \"C\" {dir}, \
-         (CASE WHEN json_typeof({v}) IN ('number', 'string', 'null') THEN NULL ELSE ({v})::text END) \
-         COLLATE \"C\" {dir}",
+         (CASE WHEN json_typeof({v}) = 'boolean' THEN ({v})::text END) COLLATE \"C\" {dir}, \
+         (CASE WHEN json_typeof({v}) IN ('object', 'array') THEN vigil_sort_key({v}) END) {dir}",
         number(v),
         string(v)
     )
@@ -568,6 +625,28 @@ pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut
             Direction::Ascending => "ASC",
             Direction::Descending => "DESC",
         };
+        let segments = path.segments();
+        if !path.is_id()
+            && segments[0] != vigil_core::OUTPUTS_FIELD
+            && !array_prefixes(path).is_empty()
+        {
+            // A path through arrays of documents sorts by the values it reaches.
+            let rank = format!("COALESCE(r.z, {})", sort_rank("r.e"));
+            let pick = |column: &str| {
+                format!(
+                    "(SELECT {column} FROM ({}) r ORDER BY {rank} {dir}, {} LIMIT 1)",
+                    reached(path),
+                    sort_keys("r.e", dir)
+                )
+            };
+            out.push(&format!(
+                "(CASE WHEN json_typeof({v}) = 'array' AND json_array_length({v}) = 0 THEN 0 \
+                 ELSE COALESCE({}, 1) END) {dir}, {}, ",
+                pick(&rank),
+                sort_keys(&pick("r.e"), dir)
+            ));
+            continue;
+        }
         let element = format!(
             "(SELECT e FROM json_array_elements({v}) e ORDER BY {} {dir}, {} LIMIT 1)",
             sort_rank("e"),
@@ -583,6 +662,73 @@ pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut
         ));
     }
     out.push("seq");
+}
+
+/// The elements of `v` when it is an array, none otherwise (never an error on other types).
+fn elements(v: &str) -> String {
+    format!(
+        "json_array_elements(CASE WHEN json_typeof({v}) = 'array' THEN {v} ELSE '[]'::json END)"
+    )
+}
+
+/// The values a path reaches through arrays of documents, as rows `(e json, z int)`: one
+/// `SELECT` per choice of the array prefixes it steps into, an array at the end giving its
+/// elements (an empty one a row ranked `z` 0, below null); a document lacking the rest of
+/// the path adds nothing, and a path that reaches nothing sorts as null. As in the SQLite
+/// backend.
+fn reached(path: &FieldPath) -> String {
+    let segments = path.segments();
+    let n = segments.len();
+    let positions = vigil_core::backend::sql::array_prefix_lengths(segments);
+    let mut selects = Vec::new();
+    for mask in 0u32..(1 << positions.len()) {
+        let steps: Vec<usize> = positions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask >> i & 1 == 1)
+            .map(|(_, k)| *k)
+            .collect();
+        let mut from = Vec::new();
+        let mut conditions = vec![String::from("TRUE")];
+        let mut base = doc_root();
+        let mut start = 0;
+        for (j, &k) in steps.iter().enumerate() {
+            let prefix = path.sub(start..k).expect("start < k");
+            let alias = format!("r{j}");
+            from.push(format!("{} {alias}", elements(&at(&base, &prefix))));
+            conditions.push(format!("json_typeof({alias}) = 'object'"));
+            base = alias;
+            start = k;
+        }
+        let rest = path.sub(start..n).expect("start < n");
+        let leaf = at(&base, &rest);
+        let from_clause = |extra: Option<String>| {
+            let mut all = from.clone();
+            all.extend(extra);
+            if all.is_empty() {
+                String::new()
+            } else {
+                format!(" FROM {}", all.join(", "))
+            }
+        };
+        let conditions = conditions.join(" AND ");
+        selects.push(format!(
+            "SELECT {leaf} AS e, NULL::int AS z{} WHERE {conditions} \
+             AND {leaf} IS NOT NULL AND json_typeof({leaf}) <> 'array'",
+            from_clause(None)
+        ));
+        selects.push(format!(
+            "SELECT l AS e, NULL::int AS z{} WHERE {conditions}",
+            from_clause(Some(format!("{} l", elements(&leaf))))
+        ));
+        // An empty array reached sorts below null (rank `z` 0), as MongoDB's undefined key.
+        selects.push(format!(
+            "SELECT '[]'::json AS e, 0 AS z{} WHERE {conditions} AND (CASE WHEN \
+             json_typeof({leaf}) = 'array' THEN json_array_length({leaf}) = 0 ELSE FALSE END)",
+            from_clause(None)
+        ));
+    }
+    selects.join(" UNION ALL ")
 }
 
 /// A collection's table, quoted. Collection names are validated to `[A-Za-z][A-Za-z0-9_]*`, so

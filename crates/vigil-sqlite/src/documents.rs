@@ -414,7 +414,7 @@ impl Documents for SqliteBackend {
             .map_err(db_err(format!("indexing `{path}` of `{collection}`")))?;
             // A dotted path's filters also test whether each prefix is an array (to reach
             // into its documents): indexing those types keeps the filters index searches.
-            for (_, prefix) in vigil_core::backend::sql::array_prefixes(path) {
+            for (_, prefix) in vigil_core::backend::sql::traversed_prefixes(path) {
                 tx.execute_batch(&format!(
                     "CREATE INDEX IF NOT EXISTS \"{collection}#type#{}\" ON {} ({})",
                     prefix.dotted(),

@@ -33,7 +33,79 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection> {
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
     )
     .map_err(db_err("configuring the connection"))?;
+    register_functions(&conn)?;
     Ok(conn)
+}
+
+/// vigil's SQL functions. `vigil_regex(pattern, text)`: `$regex` in SQL, with the pattern
+/// compiled once per statement (SQLite keeps it as the argument's auxiliary data). Only
+/// vigil's queries call them; triggers never do, so plain SQLite clients that write to the
+/// file need nothing.
+fn register_functions(conn: &Connection) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    use rusqlite::types::ValueRef;
+    conn.create_scalar_function(
+        "vigil_regex",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let regex = ctx.get_or_create_aux(
+                0,
+                |pattern| -> std::result::Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    Ok(regex::Regex::new(pattern.as_str()?)?)
+                },
+            )?;
+            Ok(match ctx.get_raw(1) {
+                ValueRef::Text(t) => std::str::from_utf8(t).is_ok_and(|t| regex.is_match(t)),
+                _ => false,
+            })
+        },
+    )
+    .map_err(db_err("registering vigil_regex"))?;
+    // `vigil_expr_path(doc, 'a.b')`: an `$expr` operand's value as MongoDB's aggregation reads
+    // a dotted path (through an array, the array of what its elements hold; a number is a
+    // field name, never an index), as JSON text, NULL when missing.
+    conn.create_scalar_function(
+        "vigil_expr_path",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let (ValueRef::Text(doc), ValueRef::Text(path)) = (ctx.get_raw(0), ctx.get_raw(1))
+            else {
+                return Ok(None);
+            };
+            let doc: serde_json::Value = serde_json::from_slice(doc)
+                .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?;
+            let segments: Vec<String> = std::str::from_utf8(path)
+                .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?
+                .split('.')
+                .map(String::from)
+                .collect();
+            Ok(
+                vigil_core::aggregate::expr::json_field_value(&doc, &segments)
+                    .map(|v| v.to_string()),
+            )
+        },
+    )
+    .map_err(db_err("registering vigil_expr_path"))?;
+    // `vigil_sort_key(json)`: a blob ordered as MongoDB orders values, for objects and arrays,
+    // which SQLite would otherwise compare by their JSON text.
+    conn.create_scalar_function(
+        "vigil_sort_key",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let ValueRef::Text(json) = ctx.get_raw(0) else {
+                return Ok(None);
+            };
+            let json: serde_json::Value = serde_json::from_slice(json)
+                .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?;
+            Ok(Some(vigil_core::order::sort_key(
+                &vigil_core::Value::from_json(&json),
+            )))
+        },
+    )
+    .map_err(db_err("registering vigil_sort_key"))
 }
 
 impl Pool {

@@ -4,7 +4,7 @@
 
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value as Json;
-use vigil_core::backend::sql::{array_prefixes, write_filter, FilterWriter};
+use vigil_core::backend::sql::{array_prefixes, traversed_prefixes, write_filter, FilterWriter};
 use vigil_core::filter::{Condition, ExprOp, ExprSql, Filter, JsonType, Operand};
 use vigil_core::{Direction, FieldPath};
 
@@ -15,6 +15,10 @@ pub(crate) use vigil_core::backend::sql::Scope;
 pub(crate) struct Sql {
     pub text: String,
     pub params: Vec<SqlValue>,
+    /// Inside `$elemMatch` over documents: the JSON element paths are read from.
+    base: Option<String>,
+    /// Subquery aliases handed out, so nested ones never shadow each other.
+    aliases: usize,
 }
 
 /// The scope of `collection`, listing its listeners.
@@ -55,7 +59,7 @@ impl Sql {
     pub fn with_filter(prefix: String, f: &Filter, scope: &Scope) -> Sql {
         let mut s = Sql {
             text: prefix,
-            params: Vec::new(),
+            ..Sql::default()
         };
         filter(f, scope, &mut s);
         s
@@ -194,6 +198,9 @@ impl FilterWriter for Sql {
 
     fn condition(&mut self, scope: &Scope, path: &FieldPath, condition: &Condition) {
         let out = self;
+        if let Some(base) = out.base.clone() {
+            return through_arrays(out, &base, path, condition, 0);
+        }
         if path.segments().len() == 1
             || path.is_id()
             || path.segments()[0] == vigil_core::OUTPUTS_FIELD
@@ -209,6 +216,22 @@ impl FilterWriter for Sql {
     }
 }
 
+/// A field as an `$expr` operand reads it. A dotted path is MongoDB's aggregation reading,
+/// not the query one: through arrays it collects what the elements hold, and a number is a
+/// field name, not an index (`$tags.0` is not the first tag).
+fn expr_accessor(path: &FieldPath, scope: &Scope) -> Accessor {
+    let segs = path.segments();
+    if segs.len() == 1 || path.is_id() || segs[0] == vigil_core::OUTPUTS_FIELD {
+        return accessor(path, scope);
+    }
+    // Segments are validated field names (no quotes), so the literal needs no escaping.
+    let at = format!("vigil_expr_path(doc,'{}')", segs.join("."));
+    Accessor {
+        value: format!("json_extract({at},'$')"),
+        kind: format!("json_type({at})"),
+    }
+}
+
 /// An `$expr` operand: a field's value and type-order rank, or a constant.
 enum Side {
     Field { value: String, rank: String },
@@ -220,11 +243,15 @@ enum Side {
 fn side(operand: &Operand, scope: &Scope) -> Side {
     match operand {
         Operand::Path(path) => {
-            let Accessor { value, kind } = accessor(path, scope);
+            let Accessor { value, kind } = expr_accessor(path, scope);
             let rank = format!(
                 "(CASE WHEN {kind} IS NULL THEN 0 WHEN {kind} = 'null' THEN 1 \
                  WHEN {kind} IN ('integer','real') THEN 2 WHEN {kind} = 'text' THEN 3 \
                  WHEN {kind} = 'object' THEN 4 WHEN {kind} = 'array' THEN 5 ELSE 6 END)"
+            );
+            // Objects and arrays compare by MongoDB's order, not their JSON text.
+            let value = format!(
+                "(CASE WHEN {kind} IN ('object','array') THEN vigil_sort_key({value}) ELSE {value} END)"
             );
             Side::Field { value, rank }
         }
@@ -265,7 +292,7 @@ fn value(out: &mut Sql, s: &Side) {
 }
 
 /// `l op r` by type order, then by value within a type (numbers across integer and real;
-/// strings bytewise; booleans false < true; objects and arrays by their JSON text). Missing
+/// strings bytewise; booleans false < true; objects and arrays by MongoDB's order, as keys). Missing
 /// and null have one value each. Never NULL, so negations need no care.
 fn compare(out: &mut Sql, op: ExprOp, l: &Side, r: &Side) {
     let ExprSql {
@@ -351,7 +378,7 @@ fn through_arrays(
     } else {
         field(&direct, condition, out);
     }
-    for (k, prefix) in &prefixes {
+    for (k, prefix) in &traversed_prefixes(path) {
         let alias = format!("t{depth}_{k}");
         let rest = path.sub(*k..n).expect("k < n");
         out.push(&format!(
@@ -438,8 +465,10 @@ fn value_condition(a: &Accessor, condition: &Condition, out: &mut Sql) {
         }
         Condition::Exists(true) => out.push(&format!("({} IS NOT NULL)", a.kind)),
         Condition::Exists(false) => out.push(&format!("({} IS NULL)", a.kind)),
+        // CASE, not AND: SQLite may evaluate either side of an AND first (it does under
+        // NOT), and json_array_length on a string is an error.
         Condition::Size(n) => out.push(&format!(
-            "({} = 'array' AND json_array_length({}) = {n})",
+            "(CASE WHEN {} = 'array' THEN json_array_length({}) = {n} ELSE 0 END)",
             a.kind, a.value
         )),
         Condition::Type(types) => {
@@ -475,6 +504,24 @@ fn value_condition(a: &Accessor, condition: &Condition, out: &mut Sql) {
             }
             out.push("))");
         }
+        Condition::ElemMatchDocument(f) => {
+            out.aliases += 1;
+            let alias = format!("emd{}", out.aliases);
+            out.push(&format!(
+                "({} = 'array' AND EXISTS (SELECT 1 FROM json_each({}) {alias} WHERE {alias}.type = 'object' AND ",
+                a.kind, a.value
+            ));
+            let outer = out.base.replace(format!("{alias}.value"));
+            write_filter(f, &Scope::default(), out);
+            out.base = outer;
+            out.push("))");
+        }
+        // The `regex` crate, through the function every connection registers.
+        Condition::Regex(r) => {
+            out.push(&format!("({} = 'text' AND vigil_regex(", a.kind));
+            out.bind(SqlValue::Text(r.engine_pattern().to_string()));
+            out.push(&format!(", {}))", a.value));
+        }
         // Divisor and remainder are integers, written as such.
         Condition::Mod(d, r) => out.push(&format!(
             "({} IN {NUMBER_TYPES} AND (CAST({} AS INTEGER) % {d}) = {r})",
@@ -485,20 +532,27 @@ fn value_condition(a: &Accessor, condition: &Condition, out: &mut Sql) {
 
 /// MongoDB's rank of a JSON type name (as `json_type` and `json_each` write them): null and
 /// missing 1, numbers 2, strings 3, objects 4, arrays `array` (5 for an array element),
-/// booleans 8. A simple `CASE`, so the type is computed once per row.
+/// booleans 8; `empty`, the marker [`reached`] writes for an empty array, 0. A simple `CASE`,
+/// so the type is computed once per row.
 fn sort_rank(kind: &str, array: &str) -> String {
     format!(
         "(CASE {kind} WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 \
          WHEN 'object' THEN 4 WHEN 'true' THEN 8 WHEN 'false' THEN 8 WHEN 'array' THEN {array} \
-         ELSE 1 END)"
+         WHEN 'empty' THEN 0 ELSE 1 END)"
     )
+}
+
+/// The key objects and arrays sort by within their rank (NULL for other types): MongoDB's
+/// field-by-field and element-by-element order, which their JSON text does not follow.
+fn composite_key(kind: &str, value: &str) -> String {
+    format!("(CASE WHEN {kind} IN ('object','array') THEN vigil_sort_key({value}) END)")
 }
 
 /// `ORDER BY …` in MongoDB's order, ending with insertion order so results are deterministic:
 /// types first (missing and null, numbers, strings, objects, arrays, booleans), then values
 /// within a type (numbers across integer and real, strings bytewise, false before true). An
 /// array sorts by its smallest element ascending and its largest descending; an empty array
-/// before null. Objects of equal rank compare by their JSON text.
+/// before null. Objects and arrays compare by [`vigil_core::order::sort_key`].
 pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut Sql) {
     out.push(" ORDER BY ");
     for (path, dir) in sort {
@@ -509,19 +563,120 @@ pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut
         };
         // The element an array sorts by: the first in this direction, by rank then value.
         let element_rank = sort_rank("e.type", "5");
+        let element_composite = composite_key("e.type", "e.value");
+        let through = !path.is_id()
+            && path.segments()[0] != vigil_core::OUTPUTS_FIELD
+            && !array_prefixes(path).is_empty();
+        if through {
+            // A path through arrays of documents sorts by the values it reaches.
+            let union = reached(path);
+            let pick = |column: &str| {
+                format!(
+                    "(SELECT {column} FROM ({union}) e ORDER BY {element_rank} {dir}, {element_composite} {dir}, e.value {dir} LIMIT 1)"
+                )
+            };
+            out.push(&format!(
+                "(CASE WHEN {kind} = 'array' AND json_array_length({value}) = 0 THEN 0 \
+                 ELSE COALESCE({}, 1) END) {dir}, {} {dir}, {} {dir}, ",
+                pick(&element_rank),
+                pick(&element_composite),
+                pick("e.value")
+            ));
+            continue;
+        }
         let pick = |column: &str| {
             format!(
-                "(SELECT {column} FROM json_each({value}) e ORDER BY {element_rank} {dir}, e.value {dir} LIMIT 1)"
+                "(SELECT {column} FROM json_each({value}) e ORDER BY {element_rank} {dir}, {element_composite} {dir}, e.value {dir} LIMIT 1)"
             )
         };
         let rank = sort_rank(&kind, &format!("COALESCE({}, 0)", pick(&element_rank)));
+        let composite = format!(
+            "(CASE {kind} WHEN 'array' THEN {} WHEN 'object' THEN vigil_sort_key({value}) END)",
+            pick(&element_composite)
+        );
         let key = format!(
             "(CASE {kind} WHEN 'array' THEN {} ELSE {value} END)",
             pick("e.value")
         );
-        out.push(&format!("{rank} {dir}, {key} {dir}, "));
+        out.push(&format!("{rank} {dir}, {composite} {dir}, {key} {dir}, "));
     }
     out.push("seq");
+}
+
+/// The values a path reaches through arrays of documents, as rows `(type, value)`: one
+/// `SELECT` per choice of the array prefixes it steps into (`json_each` joins), an array at
+/// the end giving its elements (an empty one the `empty` marker). A document lacking the rest
+/// of the path adds nothing; a path that reaches nothing sorts as null, as MongoDB's sort
+/// keys have it.
+fn reached(path: &FieldPath) -> String {
+    let segments = path.segments();
+    let n = segments.len();
+    let positions = vigil_core::backend::sql::array_prefix_lengths(segments);
+    let mut selects = Vec::new();
+    for mask in 0u32..(1 << positions.len()) {
+        let steps: Vec<usize> = positions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask >> i & 1 == 1)
+            .map(|(_, k)| *k)
+            .collect();
+        let mut from = Vec::new();
+        let mut conditions = Vec::new();
+        let mut base = String::from("doc");
+        let mut start = 0;
+        for (j, &k) in steps.iter().enumerate() {
+            let prefix = path.sub(start..k).expect("start < k");
+            let alias = format!("r{j}");
+            from.push(format!(
+                "json_each({}) {alias}",
+                doc_function("json_extract", &base, &prefix)
+            ));
+            conditions.push(format!(
+                "{} = 'array' AND {alias}.type = 'object'",
+                doc_function("json_type", &base, &prefix)
+            ));
+            base = format!("{alias}.value");
+            start = k;
+        }
+        let rest = path.sub(start..n).expect("start < n");
+        let (t, v) = (
+            doc_function("json_type", &base, &rest),
+            doc_function("json_extract", &base, &rest),
+        );
+        let conditions = |extra: String| {
+            let mut all = conditions.clone();
+            all.push(extra);
+            all.join(" AND ")
+        };
+        let from_clause = |extra: Option<String>| {
+            let mut all = from.clone();
+            all.extend(extra);
+            if all.is_empty() {
+                String::new()
+            } else {
+                format!(" FROM {}", all.join(", "))
+            }
+        };
+        selects.push(format!(
+            "SELECT {t} AS type, {v} AS value{} WHERE {}",
+            from_clause(None),
+            conditions(format!("{t} IS NOT NULL AND {t} != 'array'"))
+        ));
+        selects.push(format!(
+            "SELECT l.type AS type, l.value AS value{} WHERE {}",
+            from_clause(Some(format!("json_each({v}) l"))),
+            conditions(format!("{t} = 'array'"))
+        ));
+        // An empty array reached sorts below null, as MongoDB's undefined key does.
+        selects.push(format!(
+            "SELECT 'empty' AS type, NULL AS value{} WHERE {}",
+            from_clause(None),
+            conditions(format!(
+                "(CASE WHEN {t} = 'array' THEN json_array_length({v}) = 0 ELSE 0 END)"
+            ))
+        ));
+    }
+    selects.join(" UNION ALL ")
 }
 
 /// A collection's table, quoted. Collection names are validated to `[A-Za-z][A-Za-z0-9_]*`, so

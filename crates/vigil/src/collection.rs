@@ -1,6 +1,7 @@
 //! A collection handle: inserts, finds, updates, deletes, indexes.
 
 use serde_json::Value as Json;
+use vigil_core::aggregate::{self, count_document, Head, Pipeline};
 use vigil_core::ids::new_object_id;
 use vigil_core::query::parse_sort;
 use vigil_core::update::UpdateOp;
@@ -141,6 +142,61 @@ impl Collection {
     /// How many documents the filter matches.
     pub fn count(&self, filter: Json) -> Result<u64> {
         self.db.store().count(&self.name, &parse_filter(filter)?)
+    }
+
+    /// Runs an aggregation pipeline (`[{"$match": …}, {"$group": …}, …]`: the stages of
+    /// [`vigil_core::aggregate`]) and streams its results. The leading `$match`, `$sort`,
+    /// `$skip` and `$limit` run in the database (with its indexes), as does a `$count` right
+    /// after them; later stages run as the documents stream by.
+    ///
+    /// ```
+    /// # fn main() -> vigil::Result<()> {
+    /// let db = vigil::connect("sqlite::memory:")?;
+    /// let digits = db.collection("digits")?;
+    /// digits.insert_many([
+    ///     vigil::json!({"class": 7, "pred": 7}),
+    ///     vigil::json!({"class": 7, "pred": 1}),
+    ///     vigil::json!({"class": 3, "pred": 3}),
+    /// ])?;
+    /// let per_class: Vec<_> = digits
+    ///     .aggregate(vigil::json!([
+    ///         {"$group": {
+    ///             "_id": "$class",
+    ///             "n": {"$sum": 1},
+    ///             "correct": {"$sum": {"$cond": [{"$eq": ["$pred", "$class"]}, 1, 0]}},
+    ///         }},
+    ///         {"$project": {"accuracy": {"$divide": ["$correct", "$n"]}}},
+    ///         {"$sort": {"_id": 1}},
+    ///     ]))?
+    ///     .map(|d| d.map(|d| d.to_json()))
+    ///     .collect::<vigil::Result<_>>()?;
+    /// assert_eq!(per_class, vec![
+    ///     vigil::json!({"_id": 3, "accuracy": 1.0}),
+    ///     vigil::json!({"_id": 7, "accuracy": 0.5}),
+    /// ]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn aggregate(&self, pipeline: Json) -> Result<Cursor> {
+        let pipeline = Pipeline::parse(&pipeline)?;
+        let (head, rest) = pipeline.split();
+        let store = self.db.store();
+        let input: DocumentStream = match head {
+            // `$limit` then a larger `$skip`: nothing is left.
+            Head::Find(query) if query.limit == Some(0) => Box::new(std::iter::empty()),
+            Head::Find(query) => store.find(&self.name, &query)?,
+            Head::Count { query, name } => {
+                let matched = if query.limit == Some(0) {
+                    0
+                } else {
+                    store.count(&self.name, &query.filter)?
+                };
+                Box::new(count_document(&name, matched, &query).map(Ok).into_iter())
+            }
+        };
+        Ok(Cursor {
+            stream: aggregate::run(input, rest),
+        })
     }
 
     /// Applies an update (`{"$set": …, "$inc": …, "$push": …}`: MongoDB's operators, see

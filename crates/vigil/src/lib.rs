@@ -46,9 +46,9 @@ pub use serde_json::json;
 pub use vigil_core::backend::{ComponentVersions, OutputCount, StoredComponent};
 pub use vigil_core::listen::{Applied, FailureRecord, JobRecord, JobStatus, ListenerRecord};
 pub use vigil_core::{
-    codec, filter, ids, listen, names, order, query, stored, update, Backend, Codec, Codecs, DType,
-    Direction, Document, Encoded, Error, FieldPath, Filter, Location, PngCodec, Result, Tensor,
-    TensorCodec, UpdateOutcome, Value, FOLD_FIELD, ID_FIELD, OUTPUTS_FIELD,
+    aggregate, codec, filter, ids, listen, names, order, query, stored, update, Backend, Codec,
+    Codecs, DType, Direction, Document, Encoded, Error, FieldPath, Filter, Location, PngCodec,
+    Result, Tensor, TensorCodec, UpdateOutcome, Value, FOLD_FIELD, ID_FIELD, OUTPUTS_FIELD,
 };
 pub use vigil_ml as ml;
 pub use vigil_ml::{

@@ -29,6 +29,7 @@ from . import _vigil
 from ._vigil import (
     BackendError,
     Collection,
+    CommandCursor,
     Cursor,
     DecodeError,
     Encoded,
@@ -43,7 +44,7 @@ from ._vigil import (
 )
 
 __all__ = [
-    "connect", "Datalayer", "Collection", "Cursor", "Model", "TrainerConfig", "Metric",
+    "connect", "Datalayer", "Collection", "CommandCursor", "Cursor", "Model", "TrainerConfig", "Metric",
     "Dataset", "Worker", "Encoded", "lenet5", "mnist_preprocess", "read_mnist", "Error",
     "NotFoundError", "InvalidQueryError", "InvalidDocumentError", "DecodeError", "ModelError",
     "BackendError",

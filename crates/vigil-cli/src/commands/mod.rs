@@ -5,3 +5,4 @@ pub mod demo;
 pub mod listen;
 pub mod registry;
 pub mod server;
+pub mod write;

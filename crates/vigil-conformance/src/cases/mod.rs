@@ -1,5 +1,6 @@
 //! The cases, grouped by concept. Each takes the backend's factory of fresh databases.
 
+mod aggregate;
 mod codecs;
 mod collections;
 mod listeners;
@@ -7,6 +8,7 @@ mod queries;
 mod semantics;
 mod writes;
 
+pub use aggregate::*;
 pub use codecs::*;
 pub use collections::*;
 pub use listeners::*;

@@ -165,13 +165,31 @@ pub fn write_filter<W: FilterWriter>(f: &Filter, scope: &Scope, out: &mut W) {
     }
 }
 
-/// The prefixes of `path` a filter reaches through when they are arrays of documents: those
-/// followed by a field name (a digit segment indexes the array instead), with their length.
+/// The prefixes of `path` that, when they are arrays, keep a missing value at the end of the
+/// path from matching null (the match must come from the array's documents): those followed
+/// by a field name. A digit segment indexes the array, and a missing element matches null.
+/// Sorts reach through these only.
 pub fn array_prefixes(path: &FieldPath) -> Vec<(usize, FieldPath)> {
-    let segments = path.segments();
+    array_prefix_lengths(path.segments())
+        .into_iter()
+        .filter_map(|k| path.sub(0..k).map(|p| (k, p)))
+        .collect()
+}
+
+/// The prefixes of `path` a filter steps into when they are arrays of documents, with their
+/// length: every proper prefix. A digit segment after an array indexes it (the direct value)
+/// and also names a field of each of its documents, as MongoDB's matcher reads it
+/// (`{"n.1": null}` matches `{"n": [{"b": 1}]}`: that document has no field `1`).
+pub fn traversed_prefixes(path: &FieldPath) -> Vec<(usize, FieldPath)> {
+    (1..path.segments().len())
+        .filter_map(|k| path.sub(0..k).map(|p| (k, p)))
+        .collect()
+}
+
+/// The lengths of [`array_prefixes`], from the segments alone.
+pub fn array_prefix_lengths(segments: &[String]) -> Vec<usize> {
     (1..segments.len())
         .filter(|&k| segments[k].parse::<u32>().is_err())
-        .filter_map(|k| path.sub(0..k).map(|p| (k, p)))
         .collect()
 }
 
