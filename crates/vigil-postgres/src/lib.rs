@@ -61,10 +61,13 @@ impl PostgresBackend {
     fn open(conninfo: String, schema: String, ephemeral: bool) -> Result<PostgresBackend> {
         let pool = Arc::new(Pool::new(conninfo, schema));
         let mut conn = pool.get()?;
+        // One implicit transaction (a multi-statement query), serialised by a lock held until
+        // it commits: a session-level lock released by the last statement would free the next
+        // process before this one's catalog changes commit, and two `CREATE OR REPLACE
+        // FUNCTION`s at once fail with "tuple concurrently updated".
         conn.batch_execute(&format!(
-            "SELECT pg_advisory_lock(hashtext('vigil_schema')); \
-             CREATE SCHEMA IF NOT EXISTS \"{}\"; SET search_path TO \"{}\";{}{}{}{} \
-             SELECT pg_advisory_unlock(hashtext('vigil_schema'));",
+            "SELECT pg_advisory_xact_lock(hashtext('vigil_schema')); \
+             CREATE SCHEMA IF NOT EXISTS \"{}\"; SET search_path TO \"{}\";{}{}{}{}",
             pool.schema,
             pool.schema,
             documents::SCHEMA,
