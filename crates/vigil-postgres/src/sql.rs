@@ -679,15 +679,8 @@ fn elements(v: &str) -> String {
 fn reached(path: &FieldPath) -> String {
     let segments = path.segments();
     let n = segments.len();
-    let positions = vigil_core::backend::sql::array_prefix_lengths(segments);
     let mut selects = Vec::new();
-    for mask in 0u32..(1 << positions.len()) {
-        let steps: Vec<usize> = positions
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| mask >> i & 1 == 1)
-            .map(|(_, k)| *k)
-            .collect();
+    for steps in vigil_core::backend::sql::array_prefix_choices(segments) {
         let mut from = Vec::new();
         let mut conditions = vec![String::from("TRUE")];
         let mut base = doc_root();

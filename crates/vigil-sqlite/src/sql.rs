@@ -611,15 +611,8 @@ pub(crate) fn order_by(sort: &[(FieldPath, Direction)], scope: &Scope, out: &mut
 fn reached(path: &FieldPath) -> String {
     let segments = path.segments();
     let n = segments.len();
-    let positions = vigil_core::backend::sql::array_prefix_lengths(segments);
     let mut selects = Vec::new();
-    for mask in 0u32..(1 << positions.len()) {
-        let steps: Vec<usize> = positions
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| mask >> i & 1 == 1)
-            .map(|(_, k)| *k)
-            .collect();
+    for steps in vigil_core::backend::sql::array_prefix_choices(segments) {
         let mut from = Vec::new();
         let mut conditions = Vec::new();
         let mut base = String::from("doc");

@@ -109,16 +109,7 @@ pub fn find(db: &Datalayer, args: &FindArgs) -> CliResult {
     if let Some(p) = &args.projection {
         find = find.projection(parse_json("projection", Some(p))?);
     }
-    let codecs = db.codecs();
-    for doc in find.run()? {
-        let doc = doc?;
-        if args.json {
-            println!("{}", doc.to_json());
-        } else {
-            println!("{}", render::document(&doc, &codecs));
-        }
-    }
-    Ok(())
+    render::print_documents(find.run()?, args.json, &db.codecs())
 }
 
 pub fn count(db: &Datalayer, collection: &str, filter: Option<&str>) -> CliResult {

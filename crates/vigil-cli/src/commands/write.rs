@@ -181,14 +181,5 @@ pub fn aggregate(db: &Datalayer, args: &AggregateArgs) -> CliResult {
     let coll = db.collection(&args.collection)?;
     let text = argument_or_stdin(args.pipeline.as_deref())?;
     let pipeline = parse_json("pipeline", Some(&text))?;
-    let codecs = db.codecs();
-    for doc in coll.aggregate(pipeline)? {
-        let doc = doc?;
-        if args.json {
-            println!("{}", doc.to_json());
-        } else {
-            println!("{}", render::document(&doc, &codecs));
-        }
-    }
-    Ok(())
+    render::print_documents(coll.aggregate(pipeline)?, args.json, &db.codecs())
 }

@@ -186,6 +186,22 @@ pub fn traversed_prefixes(path: &FieldPath) -> Vec<(usize, FieldPath)> {
         .collect()
 }
 
+/// Every choice of [`array_prefix_lengths`] a sort path steps into (all subsets, in order),
+/// for the backends' "values a path reaches" unions: one `SELECT` per choice.
+pub fn array_prefix_choices(segments: &[String]) -> Vec<Vec<usize>> {
+    let positions = array_prefix_lengths(segments);
+    (0u32..(1 << positions.len()))
+        .map(|mask| {
+            positions
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask >> i & 1 == 1)
+                .map(|(_, k)| *k)
+                .collect()
+        })
+        .collect()
+}
+
 /// The lengths of [`array_prefixes`], from the segments alone.
 pub fn array_prefix_lengths(segments: &[String]) -> Vec<usize> {
     (1..segments.len())
