@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{data, demo, listen, registry, server, write};
+use commands::{data, demo, listen, registry, server, vector, write};
 use error::{parse_json, CliResult};
 
 /// vigil: machine-learning models kept next to your data.
@@ -97,6 +97,10 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Create (or update) a vector index over a listener's outputs.
+    VectorIndex(commands::vector::VectorIndexArgs),
+    /// Find the documents nearest a stored document, an image or a vector, by a vector index.
+    Like(commands::vector::LikeArgs),
     /// Serve the HTTP API and the dashboard (tokens required; see `vigil token`).
     Serve(commands::server::ServeArgs),
     /// Manage the tokens that open the API and the dashboard.
@@ -151,6 +155,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Worker(args) => listen::worker(&db, &cli.db, &args),
         Command::Errors { listener, limit } => listen::errors(&db, listener.as_deref(), limit),
         Command::Jobs { limit } => listen::jobs(&db, limit),
+        Command::VectorIndex(args) => vector::vector_index(&db, &args),
+        Command::Like(args) => vector::like(&db, &args),
         Command::Serve(args) => server::serve(&db, &cli.db, &args),
         Command::Token { command } => server::token(&db, &command),
         Command::Demo {

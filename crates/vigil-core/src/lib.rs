@@ -22,7 +22,8 @@ pub mod update;
 mod value;
 
 pub use backend::{
-    Backend, DocumentSource, DocumentStream, Documents, Jobs, Queue, Registry, UpdateOutcome,
+    Backend, DocumentSource, DocumentStream, Documents, Jobs, Outputs, Queue, Registry,
+    UpdateOutcome,
 };
 pub use codec::{Codec, Codecs, DType, PngCodec, Tensor, TensorCodec};
 pub use document::{Document, FOLD_FIELD, ID_FIELD};

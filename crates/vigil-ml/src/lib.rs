@@ -3,6 +3,7 @@
 //! postprocess pipelines as data; the training loop.
 #![warn(missing_docs)]
 
+mod features;
 mod model;
 mod net;
 pub mod pipeline;

@@ -11,6 +11,7 @@ mod claim;
 mod cursor;
 mod documents;
 mod jobs;
+mod outputs;
 mod pool;
 mod queue;
 mod regex;

@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS vigil_outputs (
     computed_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (listener, doc_id)
 );
+-- Bulk reads of a listener's outputs by time (vector indexes) and their fingerprint.
+CREATE INDEX IF NOT EXISTS vigil_outputs_at ON vigil_outputs (listener, computed_at);
 CREATE TABLE IF NOT EXISTS vigil_errors (
     listener BIGINT NOT NULL,
     doc_id TEXT NOT NULL,

@@ -10,6 +10,7 @@ mod cursor;
 mod documents;
 mod error;
 mod jobs;
+mod outputs;
 mod pool;
 mod queue;
 mod registry;

@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS vigil_outputs (
     computed_at REAL NOT NULL,
     PRIMARY KEY (listener, doc_id)
 ) WITHOUT ROWID;
+-- Bulk reads of a listener's outputs by time (vector indexes) and their fingerprint.
+CREATE INDEX IF NOT EXISTS vigil_outputs_at ON vigil_outputs (listener, computed_at);
 CREATE TABLE IF NOT EXISTS vigil_errors (
     listener INTEGER NOT NULL,
     doc_id NOT NULL,

@@ -72,6 +72,11 @@ impl Collection {
         Collection { db, name }
     }
 
+    /// The Datalayer it belongs to.
+    pub(crate) fn db(&self) -> &Datalayer {
+        &self.db
+    }
+
     /// The collection's name.
     pub fn name(&self) -> &str {
         &self.name

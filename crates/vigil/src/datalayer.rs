@@ -62,6 +62,7 @@ impl Options {
                 backend,
                 codecs: RwLock::new(Codecs::default()),
                 folds: Mutex::new(FoldAssigner::new(self.valid_probability, self.seed)),
+                vectors: Default::default(),
             }),
         }
     }
@@ -123,6 +124,7 @@ struct Inner {
     backend: Arc<dyn Backend>,
     codecs: RwLock<Codecs>,
     folds: Mutex<FoldAssigner>,
+    vectors: crate::vector::Caches,
 }
 
 impl std::fmt::Debug for Datalayer {
@@ -179,6 +181,11 @@ impl Datalayer {
     /// The backend, for the Datalayer's own modules.
     pub(crate) fn store(&self) -> &dyn Backend {
         self.inner.backend.as_ref()
+    }
+
+    /// This process's copies of the vector indexes.
+    pub(crate) fn vector_caches(&self) -> &crate::vector::Caches {
+        &self.inner.vectors
     }
 
     pub(crate) fn with_codecs<T>(&self, f: impl FnOnce(&Codecs) -> T) -> T {

@@ -34,6 +34,7 @@ mod fit;
 mod guard;
 mod listener;
 pub mod registry;
+pub mod vector;
 mod worker;
 
 pub use collection::{Collection, Cursor, Find, IntoDocument, UpsertOutcome};
@@ -43,6 +44,7 @@ pub use image;
 pub use listener::{ListenerStatus, Listening, LISTENER};
 pub use registry::{Component, Dataset};
 pub use serde_json::json;
+pub use vector::{Like, LikeQuery, Measure, Similar, VectorIndex, VectorIndexStatus};
 pub use vigil_core::backend::{ComponentVersions, OutputCount, StoredComponent};
 pub use vigil_core::listen::{Applied, FailureRecord, JobRecord, JobStatus, ListenerRecord};
 pub use vigil_core::{

@@ -40,6 +40,8 @@ struct Summary {
     backfill_seconds: f64,
     late: usize,
     late_predicted: u64,
+    /// (the query's class, how many of its 10 nearest other digits share it)
+    similar: (i64, usize),
     digit_png: PathBuf,
     plot_png: PathBuf,
 }
@@ -142,10 +144,18 @@ pub fn mnist(db: &Datalayer, url: &str, args: &MnistArgs) -> CliResult {
         (800, 480),
     )?;
 
-    // 6. Switch the listener on: backfill every stored digit.
+    // 6. Switch the listeners on: the classifier, and its 84 features before the last layer
+    //    (for similarity search); backfill every stored digit.
+    let mut features = model.features("lenet5-features", "fc2")?;
+    db.add_model(&mut features)?;
     let start = Instant::now();
     let on = db.listen("mnist", "img", "lenet5", json!({}))?;
-    let bar = progress::bar(on.backfill.total, "predicting stored digits");
+    let on_features = db.listen("mnist", "img", "lenet5-features", json!({}))?;
+    db.vector_index("digits", &on_features.listener.name, vigil::Measure::Cosine)?;
+    let bar = progress::bar(
+        on.backfill.total + on_features.backfill.total,
+        "predicting stored digits",
+    );
     db.worker(WorkerOptions::new())?
         .drain_with(&mut |done| bar.set_position(done.finished()))?;
     bar.finish_and_clear();
@@ -178,6 +188,8 @@ pub fn mnist(db: &Datalayer, url: &str, args: &MnistArgs) -> CliResult {
         );
     }
 
+    let similar = similar_digits(db)?;
+
     print_summary(&Summary {
         stored,
         training_seconds: report.seconds,
@@ -187,10 +199,38 @@ pub fn mnist(db: &Datalayer, url: &str, args: &MnistArgs) -> CliResult {
         backfill_seconds,
         late,
         late_predicted,
+        similar,
         digit_png,
         plot_png,
     });
     Ok(())
+}
+
+/// The ten digits most like a late insert (itself left out), by the `digits` vector index.
+fn similar_digits(db: &Datalayer) -> CliResult<(i64, usize)> {
+    let mnist = db.collection("mnist")?;
+    let Some(query) = mnist.find_one(json!({"update": true}))? else {
+        return Ok((0, 0));
+    };
+    let id = query.get("_id").cloned().unwrap_or(vigil::Value::Null);
+    let class = query.get("class").and_then(|c| c.as_i64()).unwrap_or(-1);
+    let hits = mnist
+        .like(vigil::LikeQuery::Id(id.clone()))
+        .index("digits")
+        .n(10)
+        .filter(json!({"_id": {"$ne": id.to_json()}}))
+        .run()?;
+    let classes: Vec<i64> = hits
+        .iter()
+        .filter_map(|h| h.document.get("class").and_then(|c| c.as_i64()))
+        .collect();
+    println!(
+        "- digits like late insert {} (class {class}): classes {} (vigil like mnist --id '{}')",
+        id.to_json(),
+        list(classes.iter().map(|c| json!(c))),
+        id.to_json()
+    );
+    Ok((class, classes.iter().filter(|&&c| c == class).count()))
 }
 
 fn list(items: impl Iterator<Item = serde_json::Value>) -> String {
@@ -225,6 +265,10 @@ fn print_summary(s: &Summary) {
         s.backfill_docs as f64 / s.backfill_seconds.max(1e-9)
     );
     println!("  late inserts predicted:  {}/{}", s.late_predicted, s.late);
+    println!(
+        "  similar digits:          {}/10 of the nearest share the query's class {}",
+        s.similar.1, s.similar.0
+    );
     println!("  first digit written to:  {}", s.digit_png.display());
     println!("  accuracy plot:           {}", s.plot_png.display());
 }

@@ -5,4 +5,5 @@ pub mod demo;
 pub mod listen;
 pub mod registry;
 pub mod server;
+pub mod vector;
 pub mod write;

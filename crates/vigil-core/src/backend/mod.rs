@@ -10,20 +10,24 @@
 
 mod documents;
 mod jobs;
+mod outputs;
 mod queue;
 mod registry;
 pub mod sql;
 
 pub use documents::{source, DocumentSource, DocumentStream, Documents, UpdateOutcome};
 pub use jobs::{parse_job_status, Jobs};
+pub use outputs::{time_checksum, Outputs, OutputsMark, StoredOutput, CHECKSUM_MODULUS};
 pub use queue::{OutputCount, OutputState, Queue};
 pub use registry::{
     content_hash, group_versions, parse_component, verify_artifact, ComponentVersions, Registry,
     StoredComponent,
 };
 
-/// A database vigil runs on: all four concerns, behind one `Arc<dyn Backend>`.
-pub trait Backend: Documents + Registry + Queue + Jobs + Send + Sync + std::fmt::Debug {
+/// A database vigil runs on: all five concerns, behind one `Arc<dyn Backend>`.
+pub trait Backend:
+    Documents + Registry + Queue + Jobs + Outputs + Send + Sync + std::fmt::Debug
+{
     /// Short name, e.g. `sqlite`.
     fn name(&self) -> &'static str;
 }
