@@ -6,6 +6,7 @@ mod convert;
 mod db;
 mod errors;
 mod models;
+mod vectors;
 
 use pyo3::prelude::*;
 

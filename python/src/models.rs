@@ -82,7 +82,7 @@ pub struct PyModel {
 }
 
 impl PyModel {
-    fn wrap(model: PipelineModel) -> PyModel {
+    pub fn wrap(model: PipelineModel) -> PyModel {
         PyModel {
             inner: Mutex::new(Box::new(model)),
         }

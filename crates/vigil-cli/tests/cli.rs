@@ -286,6 +286,78 @@ fn the_demo_runs_the_notebook_and_sums_it_up() {
         ],
     ));
     assert_eq!(predicted, "1000\n");
+
+    // The demo leaves a vector index over LeNet5's features: `vigil like` searches it.
+    assert!(again.contains("similar digits:"), "{again}");
+    let id = again
+        .lines()
+        .find_map(|l| l.split("vigil like mnist --id '").nth(1))
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the demo prints a like command")
+        .to_string();
+    let found = stdout(&vigil(
+        &db,
+        &["like", "mnist", "--id", &id, "-n", "5", "--json"],
+    ));
+    let hits: Vec<serde_json::Value> = found
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 5, "{found}");
+    assert_eq!(
+        hits[0]["document"]["_id"].to_string(),
+        id,
+        "the digit itself first"
+    );
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let threes = stdout(&vigil(
+        &db,
+        &[
+            "like",
+            "mnist",
+            "--id",
+            &id,
+            "-n",
+            "3",
+            "--filter",
+            r#"{"class": 3}"#,
+        ],
+    ));
+    assert_eq!(threes.lines().count(), 3, "{threes}");
+    assert!(threes.lines().all(|l| l.contains("class: 3")), "{threes}");
+    let made = stdout(&vigil(
+        &db,
+        &[
+            "vector-index",
+            "by_l2",
+            "mnist/img/lenet5-features",
+            "--measure",
+            "l2",
+        ],
+    ));
+    assert!(made.contains("1000 vectors of 84 dimensions"), "{made}");
+    let bad = vigil(
+        &db,
+        &["like", "mnist", "--vector", "[1, 2]", "--index", "by_l2"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("2 dimensions, the index holds 84"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let usage = vigil(
+        &db,
+        &[
+            "vector-index",
+            "x",
+            "mnist/img/lenet5-features",
+            "--measure",
+            "manhattan",
+        ],
+    );
+    assert_eq!(usage.status.code(), Some(2));
 }
 
 #[test]

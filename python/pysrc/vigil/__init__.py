@@ -216,6 +216,11 @@ class Model:
     def record(self) -> Dict[str, Any]:
         return self._native.record
 
+    def features(self, identifier: str, layer: str) -> "Model":
+        """A model running this network up to ``layer`` (and the ReLU after it), with the
+        same weights: that layer's values as a vector per input, for ``db.vector_index``."""
+        return Model(self._native.features(identifier, layer))
+
     def predict(self, inputs: Optional[Iterable[Any]] = None, *, X: Optional[str] = None,
                 db: Optional["Datalayer"] = None, select: Any = None, listen: bool = False,
                 **_ignored: Any) -> Any:
@@ -341,6 +346,15 @@ class Datalayer:
 
     def listener_status(self, name: str) -> Dict[str, Any]:
         return self._native.listener_status(name)
+
+    def vector_index(self, identifier: str, listener: str, measure: str = "cosine",
+                     approximate_above: Optional[int] = None) -> int:
+        """Indexes a listener's vector outputs for ``collection.like(...)``; ``measure`` is
+        ``"cosine"``, ``"l2"`` or ``"dot"``. Returns the index's registry version."""
+        return self._native.vector_index(identifier, listener, measure, approximate_above)
+
+    def vector_index_status(self, identifier: str) -> Dict[str, Any]:
+        return self._native.vector_index_status(identifier)
 
     def listeners(self) -> List[Dict[str, Any]]:
         return self._native.listeners()

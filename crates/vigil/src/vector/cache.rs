@@ -119,7 +119,15 @@ pub(crate) struct IndexCache {
 impl IndexCache {
     fn refresh(&mut self, db: &Datalayer, index: &VectorIndex) -> Result<()> {
         let listener = db.listener(&index.listener)?;
-        if self.record.as_ref() != Some(index) || self.model_version != listener.model_version {
+        // Dead slots are not reused: once they outnumber the live ones, start afresh.
+        let sparse = self
+            .vectors
+            .as_ref()
+            .is_some_and(|v| v.slots() > 1024 && v.slots() > 2 * v.len());
+        if self.record.as_ref() != Some(index)
+            || self.model_version != listener.model_version
+            || sparse
+        {
             *self = IndexCache {
                 record: Some(index.clone()),
                 model_version: listener.model_version,
@@ -137,14 +145,26 @@ impl IndexCache {
             self.apply(row, index.measure);
         }
         if self.mark != mark {
-            // Something was removed, or written late: start again from everything stored.
-            *self = IndexCache {
-                record: Some(index.clone()),
-                model_version: listener.model_version,
-                model: self.model.take(),
-                ..IndexCache::default()
-            };
-            for row in store.outputs_since(&index.listener, None)? {
+            // Something was removed, or written late: compare with everything stored. What
+            // is gone is dropped (its slot goes dead, the graph skips it), what changed is
+            // replaced; the rest, and the graph, stay.
+            let rows = store.outputs_since(&index.listener, None)?;
+            let present: std::collections::HashSet<String> = rows
+                .iter()
+                .map(|r| r.doc_id.to_json().to_string())
+                .collect();
+            let gone: Vec<String> = self
+                .entries
+                .keys()
+                .filter(|k| !present.contains(*k))
+                .cloned()
+                .collect();
+            for key in gone {
+                if let Some(old) = self.entries.remove(&key) {
+                    self.forget(&old);
+                }
+            }
+            for row in rows {
                 self.apply(row, index.measure);
             }
         }
