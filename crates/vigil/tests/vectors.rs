@@ -309,7 +309,8 @@ fn scenario(db: &Datalayer) {
     // Approximate search through the HNSW graph recalls the exact neighbours.
     db.add_vector_index(&VectorIndex::new("digits_hnsw", LISTENER).approximate_above(1000))
         .unwrap();
-    assert!(db.vector_index_status("digits_hnsw").unwrap().approximate);
+    // The graph is built on a thread of its own; searches scan until it is ready.
+    assert!(db.prepare_vector_index("digits_hnsw").unwrap().approximate);
     let (mut found, mut asked) = (0, 0);
     for (id, _, _) in all.iter().step_by(50) {
         if *id == gone {

@@ -6,6 +6,7 @@
 //! late).
 
 use std::collections::HashMap;
+use std::sync::mpsc::{channel, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 
 use vigil_core::backend::{time_checksum, OutputsMark, StoredOutput, CHECKSUM_MODULUS};
@@ -71,7 +72,20 @@ impl Caches {
     }
 
     pub(crate) fn status(&self, db: &Datalayer, index: &VectorIndex) -> Result<VectorIndexStatus> {
+        self.status_after(db, index, false)
+    }
+
+    /// The status, after waiting for a graph being built when `wait`.
+    pub(crate) fn status_after(
+        &self,
+        db: &Datalayer,
+        index: &VectorIndex,
+        wait: bool,
+    ) -> Result<VectorIndexStatus> {
         self.with(db, index, |c| {
+            if wait {
+                c.wait_for_graph(index)?;
+            }
             Ok(VectorIndexStatus {
                 identifier: index.identifier.clone(),
                 listener: index.listener.clone(),
@@ -110,6 +124,8 @@ pub(crate) struct IndexCache {
     mark: OutputsMark,
     latest: f64,
     pub(crate) graph: Option<Graph>,
+    /// A graph being built on its own thread from a snapshot of the first `.0` slots.
+    building: Option<(usize, Receiver<Option<Graph>>)>,
     skipped: usize,
     skip_reason: Option<String>,
     /// The model that turns a document into a query vector, by version.
@@ -234,16 +250,59 @@ impl IndexCache {
         Ok(slot)
     }
 
-    /// Builds the graph once the index passes its threshold, and rebuilds it when a quarter
-    /// of its points are dead; drops it when the index shrinks below.
+    /// Keeps the graph of an index above its threshold: built (again when a quarter of its
+    /// points are dead) on a thread of its own from a snapshot of the vectors, so searches
+    /// never wait for it; until it is ready they scan (or use the previous graph). A finished
+    /// graph takes in the slots pushed since its snapshot. Dropped when the index shrinks
+    /// below the threshold.
     fn keep_graph(&mut self, index: &VectorIndex) -> Result<()> {
         let Some(vectors) = self.vectors.as_ref() else {
             return Ok(());
         };
         if vectors.len() <= index.approximate_above {
             self.graph = None;
-        } else if self.graph.as_ref().is_none_or(|g| g.stale(vectors)) {
-            self.graph = Graph::build(vectors, GraphOptions::default());
+            self.building = None;
+            return Ok(());
+        }
+        if let Some((upto, rx)) = &self.building {
+            match rx.try_recv() {
+                Ok(graph) => {
+                    let upto = *upto;
+                    self.graph = graph.map(|mut g| {
+                        for slot in (upto..vectors.slots()).filter(|&s| vectors.is_live(s)) {
+                            g.insert(vectors, slot);
+                        }
+                        g
+                    });
+                    self.building = None;
+                }
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => self.building = None,
+            }
+        }
+        let needed = self.graph.as_ref().is_none_or(|g| g.stale(vectors));
+        if needed && vectors.measure() != Measure::Dot {
+            let snapshot = vectors.clone();
+            let (tx, rx) = channel();
+            std::thread::Builder::new()
+                .name("vigil-hnsw-build".into())
+                .spawn(move || {
+                    let _ = tx.send(Graph::build(&snapshot, GraphOptions::default()));
+                })
+                .map_err(|e| Error::Io {
+                    context: "starting the thread that builds a vector graph".into(),
+                    source: e,
+                })?;
+            self.building = Some((vectors.slots(), rx));
+        }
+        Ok(())
+    }
+
+    /// Waits until a graph being built is ready (tests and benchmarks).
+    pub(crate) fn wait_for_graph(&mut self, index: &VectorIndex) -> Result<()> {
+        while self.building.is_some() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            self.keep_graph(index)?;
         }
         Ok(())
     }

@@ -111,4 +111,12 @@ impl Datalayer {
         let index = self.load::<VectorIndex>(identifier, None)?;
         self.vector_caches().status(self, &index)
     }
+
+    /// Refreshes this process's copy of an index and, when the index is large enough for an
+    /// HNSW graph, waits until the graph is built (it is built on a thread of its own, and
+    /// searches scan until it is ready): a server can call this before taking queries.
+    pub fn prepare_vector_index(&self, identifier: &str) -> Result<VectorIndexStatus> {
+        let index = self.load::<VectorIndex>(identifier, None)?;
+        self.vector_caches().status_after(self, &index, true)
+    }
 }
