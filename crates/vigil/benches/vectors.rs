@@ -34,22 +34,26 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// PyTorch's trained LeNet5, cut after `fc2`: 84 features per digit.
+fn lenet5_features() -> PipelineModel {
+    PipelineModel::network_from_pytorch(
+        "lenet5",
+        lenet5(10),
+        &repo().join("data/lenet5/torch_lenet5.pth"),
+    )
+    .unwrap()
+    .preprocess(mnist_preprocess())
+    .features("lenet5-features", "fc2")
+    .unwrap()
+}
+
 /// Digits the indexed vectors come from; the rest are the queries.
 const INDEXED_DIGITS: usize = 9_800;
 
 /// `count` feature vectors of jittered digits `digits` (a range of the 10,000), computed in
 /// batches of 1,000.
 fn features(count: usize, digits: std::ops::Range<usize>, seed: u64) -> Vec<f32> {
-    let lenet = PipelineModel::network_from_pytorch(
-        "lenet5",
-        lenet5(10),
-        &repo().join("data/lenet5/torch_lenet5.pth"),
-    )
-    .unwrap()
-    .preprocess(mnist_preprocess());
-    let model = lenet
-        .features("lenet5-features", "fc2")
-        .unwrap()
+    let model = lenet5_features()
         .threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
         .unwrap();
     let images: Vec<Value> = vigil_datasets::mnist::read_dir(repo().join("data/mnist"))
@@ -126,14 +130,7 @@ fn end_to_end() {
         .map(|d| d.unwrap().to_document().unwrap())
         .collect();
     mnist.insert_many(docs).unwrap();
-    let lenet = PipelineModel::network_from_pytorch(
-        "lenet5",
-        lenet5(10),
-        &repo().join("data/lenet5/torch_lenet5.pth"),
-    )
-    .unwrap()
-    .preprocess(mnist_preprocess());
-    let mut features = lenet.features("lenet5-features", "fc2").unwrap();
+    let mut features = lenet5_features();
     db.add_model(&mut features).unwrap();
     let on = db
         .listen("mnist", "img", "lenet5-features", json!({}))

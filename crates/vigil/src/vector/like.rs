@@ -230,7 +230,8 @@ impl Like {
         }
         let mut k = self.n;
         let mut allowed: Option<HashSet<usize>> = None;
-        for round in 0.. {
+        let mut widened = 0;
+        loop {
             let hits = cache.nearest(query, k, self.exact, &|s| {
                 allowed.as_ref().is_none_or(|a| a.contains(&s))
             });
@@ -250,14 +251,14 @@ impl Like {
             if found.len() == self.n || hits.len() < k {
                 return Ok(found);
             }
-            if allowed.is_none() && (round >= 2 || k * 4 >= live) {
+            if allowed.is_none() && (widened >= 2 || k.saturating_mul(4) >= live) {
                 allowed = Some(cache.slots_of(&self.matching_ids()?));
                 k = self.n;
             } else {
                 k = k.saturating_mul(4);
+                widened += 1;
             }
         }
-        unreachable!("the loop returns")
     }
 
     /// The ids (JSON text) of every document matching the filter.
