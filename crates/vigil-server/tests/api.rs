@@ -705,3 +705,96 @@ fn predictions_listeners_errors_and_live_events() {
     assert_eq!(retried, json!({"queued": 1}));
     assert_eq!(s.db.pending(None).unwrap(), 1);
 }
+
+#[test]
+fn similarity_search_over_http() {
+    let s = start();
+    let reader = s.token("reader", Scope::Read);
+    s.db.collection("mnist")
+        .unwrap()
+        .insert_many(documents(300))
+        .unwrap();
+    // PyTorch's LeNet5 through ONNX, its 10 output values kept as the vector.
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/lenet5/lenet5.onnx"),
+    )
+    .unwrap();
+    let mut logits = vigil::ml::PipelineModel::onnx("logits", bytes)
+        .unwrap()
+        .preprocess(vigil::ml::mnist_preprocess())
+        .postprocess(vigil::ml::Postprocess::Identity);
+    s.db.add_model(&mut logits).unwrap();
+    s.db.listen("mnist", "img", "logits", json!({})).unwrap();
+    s.db.process_pending().unwrap();
+    s.db.vector_index("logits", "mnist/img/logits", vigil::Measure::L2)
+        .unwrap();
+
+    let first =
+        s.db.collection("mnist")
+            .unwrap()
+            .find_one(json!({}))
+            .unwrap()
+            .unwrap();
+    let id = first.get("_id").unwrap().to_json();
+    let (status, hits) = s.post(
+        &reader,
+        "/api/collections/mnist/like",
+        json!({"id": id, "n": 5, "binary": "url"}),
+    );
+    assert_eq!(status, 200, "{hits}");
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 5);
+    assert_eq!(hits[0]["document"]["_id"], id, "the document itself first");
+    assert!(
+        hits[0]["score"].as_f64().unwrap() < 1e-4,
+        "L2 distance to itself"
+    );
+    assert!(hits[0]["document"]["img"]["$url"].is_string());
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] <= w[1]),
+        "nearest first: {scores:?}"
+    );
+
+    // By image, under a filter: n documents, all matching.
+    let img = first.get("img").unwrap().to_json();
+    let (status, hits) = s.post(
+        &reader,
+        "/api/collections/mnist/like",
+        json!({"input": img, "n": 3, "filter": {"class": {"$ne": first.get("class").unwrap().to_json()}}}),
+    );
+    assert_eq!(status, 200, "{hits}");
+    assert_eq!(hits.as_array().unwrap().len(), 3);
+    assert!(hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["document"]["class"] != first.get("class").unwrap().to_json()));
+
+    // Clear errors, and no anonymous access.
+    let (status, body) = s.post(
+        &reader,
+        "/api/collections/mnist/like",
+        json!({"vector": [1.0, 2.0]}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("2 dimensions"),
+        "{body}"
+    );
+    let (status, _) = s.post(
+        &reader,
+        "/api/collections/mnist/like",
+        json!({"id": id, "vector": [1.0]}),
+    );
+    assert_eq!(status, 400);
+    let (status, _) = s.post(
+        "not-a-token",
+        "/api/collections/mnist/like",
+        json!({"id": id}),
+    );
+    assert_eq!(status, 401);
+}

@@ -6,6 +6,7 @@ pub mod events;
 pub mod listeners;
 pub mod models;
 pub mod tokens;
+pub mod vectors;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -80,6 +81,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(collections::update))
         .routes(routes!(collections::replace))
         .routes(routes!(collections::delete))
+        .routes(routes!(vectors::like))
         .routes(routes!(models::list))
         .routes(routes!(models::get))
         .routes(routes!(models::predict))
