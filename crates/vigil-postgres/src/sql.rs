@@ -5,7 +5,9 @@
 //! bound parameter, passed as text and cast in SQL.
 
 use serde_json::Value as Json;
-use vigil_core::backend::sql::{array_prefixes, traversed_prefixes, write_filter, FilterWriter};
+use vigil_core::backend::sql::{
+    array_prefixes, from_clause, traversed_prefixes, write_filter, FilterWriter,
+};
 use vigil_core::filter::{Condition, ExprOp, ExprSql, Filter, JsonType, Operand};
 use vigil_core::{Direction, FieldPath};
 
@@ -695,15 +697,7 @@ fn reached(path: &FieldPath) -> String {
         }
         let rest = path.sub(start..n).expect("start < n");
         let leaf = at(&base, &rest);
-        let from_clause = |extra: Option<String>| {
-            let mut all = from.clone();
-            all.extend(extra);
-            if all.is_empty() {
-                String::new()
-            } else {
-                format!(" FROM {}", all.join(", "))
-            }
-        };
+        let from_clause = |extra: Option<String>| from_clause(&from, extra);
         let conditions = conditions.join(" AND ");
         selects.push(format!(
             "SELECT {leaf} AS e, NULL::int AS z{} WHERE {conditions} \

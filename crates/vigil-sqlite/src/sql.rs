@@ -4,7 +4,9 @@
 
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value as Json;
-use vigil_core::backend::sql::{array_prefixes, traversed_prefixes, write_filter, FilterWriter};
+use vigil_core::backend::sql::{
+    array_prefixes, from_clause, traversed_prefixes, write_filter, FilterWriter,
+};
 use vigil_core::filter::{Condition, ExprOp, ExprSql, Filter, JsonType, Operand};
 use vigil_core::{Direction, FieldPath};
 
@@ -641,15 +643,7 @@ fn reached(path: &FieldPath) -> String {
             all.push(extra);
             all.join(" AND ")
         };
-        let from_clause = |extra: Option<String>| {
-            let mut all = from.clone();
-            all.extend(extra);
-            if all.is_empty() {
-                String::new()
-            } else {
-                format!(" FROM {}", all.join(", "))
-            }
-        };
+        let from_clause = |extra: Option<String>| from_clause(&from, extra);
         selects.push(format!(
             "SELECT {t} AS type, {v} AS value{} WHERE {}",
             from_clause(None),

@@ -334,3 +334,18 @@ pub fn update_concerns(
     }
     Ok(changed.join(" OR "))
 }
+
+/// ` FROM a, b, …` over the tables a path's array steps joined, plus `extra`; empty when
+/// there are none. Both SQL dialects build "the values a path reaches" this way.
+pub fn from_clause(tables: &[String], extra: Option<String>) -> String {
+    let all: Vec<&str> = tables
+        .iter()
+        .map(String::as_str)
+        .chain(extra.as_deref())
+        .collect();
+    if all.is_empty() {
+        String::new()
+    } else {
+        format!(" FROM {}", all.join(", "))
+    }
+}

@@ -10,6 +10,7 @@ use std::sync::mpsc::{channel, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 
 use vigil_core::backend::{time_checksum, OutputsMark, StoredOutput, CHECKSUM_MODULUS};
+use vigil_core::listen::ListenerRecord;
 use vigil_core::{DType, Error, Result, Value};
 use vigil_vector::{Graph, GraphOptions, Hit, Measure, Vectors};
 
@@ -52,11 +53,13 @@ pub(crate) struct Caches {
 }
 
 impl Caches {
-    /// The copy of `index`, refreshed, locked for the caller.
+    /// The copy of `index` (over `listener`, as the caller read it), refreshed, locked for
+    /// the caller.
     pub(crate) fn with<T>(
         &self,
         db: &Datalayer,
         index: &VectorIndex,
+        listener: &ListenerRecord,
         f: impl FnOnce(&mut IndexCache) -> Result<T>,
     ) -> Result<T> {
         let cache = self
@@ -67,7 +70,7 @@ impl Caches {
             .or_default()
             .clone();
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.refresh(db, index)?;
+        cache.refresh(db, index, listener)?;
         f(&mut cache)
     }
 
@@ -82,7 +85,8 @@ impl Caches {
         index: &VectorIndex,
         wait: bool,
     ) -> Result<VectorIndexStatus> {
-        self.with(db, index, |c| {
+        let listener = db.listener(&index.listener)?;
+        self.with(db, index, &listener, |c| {
             if wait {
                 c.wait_for_graph(index)?;
             }
@@ -133,8 +137,12 @@ pub(crate) struct IndexCache {
 }
 
 impl IndexCache {
-    fn refresh(&mut self, db: &Datalayer, index: &VectorIndex) -> Result<()> {
-        let listener = db.listener(&index.listener)?;
+    fn refresh(
+        &mut self,
+        db: &Datalayer,
+        index: &VectorIndex,
+        listener: &ListenerRecord,
+    ) -> Result<()> {
         // Dead slots are not reused: once they outnumber the live ones, start afresh.
         let sparse = self
             .vectors

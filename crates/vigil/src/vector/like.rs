@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value as Json};
+use vigil_core::listen::ListenerRecord;
 use vigil_core::{Document, Error, Filter, Result, Value};
 use vigil_ml::Model;
 
@@ -113,9 +114,8 @@ impl Like {
     pub fn run(self) -> Result<Vec<Similar>> {
         Filter::parse(&self.filter)?;
         let db = self.collection.db();
-        let index = self.resolve_index()?;
-        let listener = db.listener(&index.listener)?;
-        db.vector_caches().with(db, &index, |cache| {
+        let (index, listener) = self.resolve_index()?;
+        db.vector_caches().with(db, &index, &listener, |cache| {
             let Some(query) = self.query_vector(cache, &listener)? else {
                 return Ok(Vec::new());
             };
@@ -123,48 +123,53 @@ impl Like {
         })
     }
 
-    fn resolve_index(&self) -> Result<VectorIndex> {
+    /// The index to search, and its listener (which must be on this collection), read once
+    /// per search.
+    fn resolve_index(&self) -> Result<(VectorIndex, ListenerRecord)> {
         let db = self.collection.db();
         let name = self.collection.name();
-        let mut ours = Vec::new();
-        for index in db.vector_indexes()? {
-            let listener = db.listener(&index.listener);
-            if matches!(&listener, Ok(l) if l.collection == name) {
-                ours.push(index);
-            }
-        }
+        let listeners = db.listeners()?;
+        let ours = |index: &VectorIndex| {
+            listeners
+                .iter()
+                .find(|l| l.name == index.listener && l.collection == name)
+                .cloned()
+        };
         let wrong = |reason: String| Error::InvalidQuery {
             part: "vector search",
             path: "index".into(),
             reason,
         };
-        match &self.index {
-            Some(wanted) => {
-                let index = db.load::<VectorIndex>(wanted, None)?;
-                if ours.iter().any(|i| i.identifier == *wanted) {
-                    Ok(index)
-                } else {
-                    Err(wrong(format!(
-                        "vector index `{wanted}` is over listener `{}`, not over a listener of `{name}`",
-                        index.listener
-                    )))
-                }
-            }
-            None => match ours.len() {
-                1 => Ok(ours.remove(0)),
-                0 => Err(Error::NotFound {
-                    kind: VECTOR_INDEX.into(),
-                    identifier: format!("over a listener of `{name}`"),
-                    version: None,
-                }),
-                _ => Err(wrong(format!(
-                    "`{name}` has several vector indexes ({}); name one",
-                    ours.iter()
-                        .map(|i| i.identifier.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+        if let Some(wanted) = &self.index {
+            let index = db.load::<VectorIndex>(wanted, None)?;
+            return match ours(&index) {
+                Some(listener) => Ok((index, listener)),
+                None => Err(wrong(format!(
+                    "vector index `{wanted}` is over listener `{}`, not over a listener of `{name}`",
+                    index.listener
                 ))),
-            },
+            };
+        }
+        let mut found: Vec<(VectorIndex, ListenerRecord)> = db
+            .vector_indexes()?
+            .into_iter()
+            .filter_map(|i| ours(&i).map(|l| (i, l)))
+            .collect();
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(Error::NotFound {
+                kind: VECTOR_INDEX.into(),
+                identifier: format!("over a listener of `{name}`"),
+                version: None,
+            }),
+            _ => Err(wrong(format!(
+                "`{name}` has several vector indexes ({}); name one",
+                found
+                    .iter()
+                    .map(|(i, _)| i.identifier.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
         }
     }
 
@@ -172,7 +177,7 @@ impl Like {
     fn query_vector(
         &self,
         cache: &mut IndexCache,
-        listener: &vigil_core::listen::ListenerRecord,
+        listener: &ListenerRecord,
     ) -> Result<Option<Vec<f32>>> {
         let raw = match &self.query {
             LikeQuery::Vector(v) => v.clone(),
