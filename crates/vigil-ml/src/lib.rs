@@ -6,14 +6,15 @@
 mod features;
 mod model;
 mod net;
+mod onnx_check;
 pub mod pipeline;
 pub mod spec;
 pub mod train;
 mod trainer;
 
 pub use model::{
-    default_threads, register_function, Model, ModelFunction, ModelKind, ModelRecord,
-    PipelineModel, DEFAULT_BATCH_SIZE,
+    default_threads, panic_message, register_function, Model, ModelFunction, ModelKind,
+    ModelRecord, PipelineModel, DEFAULT_BATCH_SIZE,
 };
 pub use pipeline::{mnist_preprocess, Postprocess, Preprocess};
 pub use spec::{lenet5, Layer, NetworkSpec};

@@ -13,6 +13,27 @@ use crate::net::{batch_tensor, Net};
 use crate::pipeline::{preprocess, Input, Postprocess, Preprocess};
 use crate::spec::NetworkSpec;
 
+/// Runs engine or user code that may panic as an error naming the model, so that a panic is
+/// never the caller's crash. A registered function is user code; tract has panicked on graphs
+/// the fuzzer made.
+fn contained<T>(identifier: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(Error::model(
+            identifier,
+            format!("the model panicked: {}", panic_message(panic.as_ref())),
+        ))
+    })
+}
+
+/// The text a panic was raised with.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// What every model does: predict a batch of values.
 pub trait Model: Send + Sync {
     /// The model's name.
@@ -197,12 +218,18 @@ impl PipelineModel {
         crate::check_identifier(identifier)?;
         // tract panics on some malformed graphs (found by fuzzing; see RELIABILITY.md): a
         // panic while loading is an error like any other, never the caller's crash.
-        let load = std::panic::catch_unwind(|| {
-            tract_onnx::onnx()
-                .model_for_read(&mut std::io::Cursor::new(&bytes))
+        // Sizes and external data are checked on the parsed protobuf first (onnx_check).
+        let onnx = tract_onnx::onnx();
+        let proto = onnx
+            .proto_model_for_read(&mut std::io::Cursor::new(&bytes))
+            .map_err(|e| Error::model(identifier, format!("not a usable ONNX graph: {e}")))?;
+        crate::onnx_check::check(identifier, proto.graph.as_ref())?;
+        // Nothing of the loader is used after a panic, so its state cannot be seen half-made.
+        let load = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            onnx.model_for_proto_model(&proto)
                 .and_then(|m| m.into_optimized())
                 .and_then(|m| m.into_runnable())
-        });
+        }));
         let plan = match load {
             Ok(plan) => {
                 plan.map_err(|e| Error::model(identifier, format!("not a usable ONNX graph: {e}")))?
@@ -346,8 +373,13 @@ impl PipelineModel {
         Ok((data, shape.unwrap_or_default()))
     }
 
-    /// The raw outputs (`n` rows) of a preprocessed batch.
+    /// The raw outputs (`n` rows) of a preprocessed batch. A panic inside the engine is an
+    /// error (tract has panicked on graphs the fuzzer made).
     pub fn forward(&self, data: Vec<f32>, n: usize, shape: &[usize]) -> Result<Vec<f32>> {
+        contained(&self.record.identifier, || self.run_engine(data, n, shape))
+    }
+
+    fn run_engine(&self, data: Vec<f32>, n: usize, shape: &[usize]) -> Result<Vec<f32>> {
         let id = &self.record.identifier;
         match &self.engine {
             Engine::Network { net, device } => {
@@ -398,6 +430,7 @@ impl PipelineModel {
     pub fn predict_each(&self, inputs: &[Value]) -> Vec<Result<Value>> {
         let id = &self.record.identifier;
         if let Engine::Function(f) = &self.engine {
+            let f = |xs: &[Value]| contained(id, || f(xs));
             if let Ok(out) = f(inputs) {
                 if out.len() == inputs.len() {
                     return out.into_iter().map(Ok).collect();
@@ -489,7 +522,7 @@ impl Model for PipelineModel {
 
     fn predict(&self, inputs: &[Value]) -> Result<Vec<Value>> {
         if let Engine::Function(f) = &self.engine {
-            return f(inputs);
+            return contained(&self.record.identifier, || f(inputs));
         }
         let mut outputs = Vec::with_capacity(inputs.len());
         for (b, chunk) in inputs.chunks(self.record.batch_size).enumerate() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vigil_core::{Error, Result, Value};
-use vigil_ml::PipelineModel;
+use vigil_ml::{panic_message, PipelineModel};
 
 /// How one guarded run ended.
 enum Run {
@@ -41,14 +41,6 @@ fn run(model: &Arc<PipelineModel>, inputs: Vec<Value>, limit: Duration) -> Run {
             Run::Panicked("the model thread ended without a result".into())
         }
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// One result per input, as `predict_each`, with panics and hangs contained.
