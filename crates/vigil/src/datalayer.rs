@@ -100,11 +100,14 @@ fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
         "postgres" | "postgresql" => Err(invalid(
             "this build of vigil has no PostgreSQL backend (feature `postgres`)",
         )),
+        #[cfg(feature = "mongodb")]
+        "mongodb" | "mongodb+srv" => Ok(Arc::new(vigil_mongodb::MongoBackend::connect(url)?)),
+        #[cfg(not(feature = "mongodb"))]
         "mongodb" | "mongodb+srv" => Err(invalid(
-            "the MongoDB backend is not available yet in this version of vigil",
+            "this build of vigil has no MongoDB backend (feature `mongodb`)",
         )),
         _ => Err(invalid(
-            "unknown scheme; vigil speaks sqlite:// and postgres://",
+            "unknown scheme; vigil speaks sqlite://, postgres:// and mongodb://",
         )),
     }
 }

@@ -57,6 +57,8 @@ pub use vigil_ml::{
     lenet5, FitReport, Metric, Model, PipelineModel, Postprocess, Preprocess, Progress,
     TrainerConfig,
 };
+#[cfg(feature = "mongodb")]
+pub use vigil_mongodb::MongoBackend;
 #[cfg(feature = "postgres")]
 pub use vigil_postgres::PostgresBackend;
 #[cfg(feature = "sqlite")]

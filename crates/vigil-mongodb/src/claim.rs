@@ -1,0 +1,413 @@
+//! Claimed work on MongoDB: queue entries carry the worker's label and a lease. Completing a
+//! claim applies it in one transaction through [`vigil_core::listen::apply_batch`]; this
+//! module supplies only the operations. Entries are not locked when read; any concurrent
+//! change to one (a new generation queued by the change stream, another applier) makes one
+//! of the two transactions fail with a write conflict, and it is run again whole.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mongodb::bson::{self, doc, Bson};
+use mongodb::sync::ClientSession;
+use vigil_core::ids::claimer_is_dead;
+use vigil_core::listen::{
+    apply_batch, failed_note, now, Applied, Claim, Completion, JobRecord, Keyed, ListenerRecord,
+    NewFailure, NewOutput, QueueEntry, QueueTx, Retry, RetryPolicy, WorkItem,
+};
+use vigil_core::{Result, Value};
+
+use crate::bson::{from_bson, id_match, to_bson};
+use crate::error::db_err;
+use crate::queue::{entry_key, output_path, read_listeners};
+use crate::MongoBackend;
+
+/// Claims up to `limit` due entries for `worker`.
+pub(crate) fn claim(
+    backend: &MongoBackend,
+    worker: &str,
+    limit: usize,
+    lease: Duration,
+) -> Result<Option<Box<dyn Claim>>> {
+    let t = now();
+    let mut items = take(backend, worker, limit, t, lease)?;
+    if items.is_empty() && release_dead(backend, t)? > 0 {
+        items = take(backend, worker, limit, t, lease)?;
+    }
+    if items.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(MongoClaim {
+        backend: backend.clone(),
+        worker: worker.to_string(),
+        items,
+        started: t,
+        completed: false,
+    })))
+}
+
+fn take(
+    backend: &MongoBackend,
+    worker: &str,
+    limit: usize,
+    t: f64,
+    lease: Duration,
+) -> Result<Vec<WorkItem>> {
+    let queue = backend.collection("vigil_queue");
+    let due = doc! { "not_before": { "$lte": t }, "claimed_until": { "$lte": t } };
+    let keys: Vec<Bson> = queue
+        .find(due.clone())
+        .projection(doc! { "_id": 1 })
+        .sort(doc! { "not_before": 1 })
+        .limit(limit as i64)
+        .run()
+        .map_err(db_err("claiming work"))?
+        .filter_map(|d| d.ok().and_then(|d| d.get("_id").cloned()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let until = t + lease.as_secs_f64();
+    let mut won = due;
+    won.insert("_id", doc! { "$in": &keys });
+    queue
+        .update_many(
+            won,
+            doc! { "$set": { "claimed_by": worker, "claimed_until": until } },
+        )
+        .run()
+        .map_err(db_err("claiming work"))?;
+    // Those this worker won: others may have taken some between the read and the update.
+    let cursor = queue
+        .find(doc! { "_id": { "$in": &keys }, "claimed_by": worker, "claimed_until": until })
+        .run()
+        .map_err(db_err("claiming work"))?;
+    let mut items = Vec::new();
+    for row in cursor {
+        let row = row.map_err(db_err("reading a claim"))?;
+        items.push(WorkItem {
+            listener: row.get_str("listener").unwrap_or("").to_string(),
+            doc_id: from_bson(row.get("doc_id").cloned().unwrap_or(Bson::Null)),
+            generation: row.get_i64("gen").unwrap_or(0),
+            attempts: row.get_i64("attempts").unwrap_or(0) as u32,
+            job: row.get_str("job").ok().map(str::to_string),
+        });
+    }
+    Ok(items)
+}
+
+/// Frees the leases of workers of this host that are gone, so their work need not wait for
+/// the lease to end.
+fn release_dead(backend: &MongoBackend, t: f64) -> Result<u64> {
+    let queue = backend.collection("vigil_queue");
+    let holders = queue
+        .distinct("claimed_by", doc! { "claimed_until": { "$gt": t } })
+        .run()
+        .map_err(db_err("listing claims"))?;
+    let mut released = 0;
+    for holder in holders
+        .iter()
+        .filter_map(Bson::as_str)
+        .filter(|h| claimer_is_dead(h))
+    {
+        released += queue
+            .update_many(
+                doc! { "claimed_by": holder, "claimed_until": { "$gt": 0.0 } },
+                doc! { "$set": { "claimed_until": 0.0 } },
+            )
+            .run()
+            .map_err(db_err("releasing a dead worker's claims"))?
+            .modified_count;
+    }
+    Ok(released)
+}
+
+struct MongoClaim {
+    backend: MongoBackend,
+    worker: String,
+    items: Vec<WorkItem>,
+    started: f64,
+    completed: bool,
+}
+
+impl Drop for MongoClaim {
+    fn drop(&mut self) {
+        if self.completed {
+            return;
+        }
+        // Best effort: an unreleased lease only delays these items until it ends.
+        let keys: Vec<String> = self
+            .items
+            .iter()
+            .map(|i| entry_key(&i.listener, &i.doc_id))
+            .collect();
+        let _ = self
+            .backend
+            .collection("vigil_queue")
+            .update_many(
+                doc! { "_id": { "$in": keys }, "claimed_by": &self.worker },
+                doc! { "$set": { "claimed_until": 0.0 } },
+            )
+            .run();
+    }
+}
+
+impl Claim for MongoClaim {
+    fn items(&self) -> &[WorkItem] {
+        &self.items
+    }
+
+    fn complete(
+        mut self: Box<Self>,
+        completions: Vec<Completion>,
+        model_versions: &dyn Fn(&str) -> Option<u32>,
+        retry: &RetryPolicy,
+    ) -> Result<Applied> {
+        let backend = self.backend.clone();
+        let backend = &backend;
+        // Changes committed while the batch was computed get their new generation first, so
+        // the apply below sees them and leaves those items queued (as triggers do in SQL).
+        crate::capture::capture(backend, Duration::ZERO)?;
+        let started = self.started;
+        let applied = backend.transaction("applying outputs", |session| {
+            let listeners = read_listeners(backend, Some(&mut *session))?
+                .into_iter()
+                .map(|l| (l.name.clone(), l))
+                .collect();
+            let mut apply = MongoApply {
+                backend,
+                session,
+                listeners,
+            };
+            apply_batch(&mut apply, &completions, model_versions, retry, started)
+        })?;
+        self.completed = true;
+        Ok(applied)
+    }
+}
+
+struct MongoApply<'a> {
+    backend: &'a MongoBackend,
+    session: &'a mut ClientSession,
+    listeners: HashMap<String, ListenerRecord>,
+}
+
+fn keys(items: &[&WorkItem]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| entry_key(&i.listener, &i.doc_id))
+        .collect()
+}
+
+impl MongoApply<'_> {
+    fn update_keys(
+        &mut self,
+        coll: &str,
+        items: &[&WorkItem],
+        change: bson::Document,
+    ) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.backend
+            .collection(coll)
+            .update_many(doc! { "_id": { "$in": keys(items) } }, change)
+            .session(&mut *self.session)
+            .run()
+            .map(|_| ())
+            .map_err(db_err("applying outputs"))
+    }
+
+    /// Writes (`Some`) or removes (`None`) a listener's output inside its document.
+    fn write_into_document(&mut self, item: &WorkItem, value: Option<&Value>) -> Result<()> {
+        let Some(listener) = self.listeners.get(&item.listener) else {
+            return Ok(());
+        };
+        let path = output_path(listener);
+        let change = match value {
+            Some(v) => doc! { "$set": { &path: to_bson(v) } },
+            None => doc! { "$unset": { &path: "" } },
+        };
+        self.backend
+            .collection(&listener.collection)
+            .update_one(doc! { "_id": id_match(&item.doc_id) }, change)
+            .session(&mut *self.session)
+            .run()
+            .map(|_| ())
+            .map_err(db_err(format!(
+                "writing an output into `{}`",
+                listener.collection
+            )))
+    }
+}
+
+impl QueueTx for MongoApply<'_> {
+    fn listener_versions(&mut self) -> Result<HashMap<String, u32>> {
+        Ok(self
+            .listeners
+            .iter()
+            .map(|(n, l)| (n.clone(), l.model_version))
+            .collect())
+    }
+
+    fn entries(&mut self, items: &[&WorkItem]) -> Result<Vec<Option<QueueEntry>>> {
+        let mut found: HashMap<String, QueueEntry> = HashMap::new();
+        let mut cursor = self
+            .backend
+            .collection("vigil_queue")
+            .find(doc! { "_id": { "$in": keys(items) } })
+            .session(&mut *self.session)
+            .run()
+            .map_err(db_err("checking queue entries"))?;
+        while let Some(row) = cursor.next(&mut *self.session) {
+            let row = row.map_err(db_err("checking queue entries"))?;
+            found.insert(
+                row.get_str("_id").unwrap_or("").to_string(),
+                QueueEntry {
+                    generation: row.get_i64("gen").unwrap_or(0),
+                    attempts: row.get_i64("attempts").unwrap_or(0) as u32,
+                    job: row.get_str("job").ok().map(str::to_string),
+                },
+            );
+        }
+        Ok(keys(items).into_iter().map(|k| found.remove(&k)).collect())
+    }
+
+    fn release(&mut self, items: &[&WorkItem]) -> Result<()> {
+        self.update_keys(
+            "vigil_queue",
+            items,
+            doc! { "$set": { "claimed_until": 0.0 } },
+        )
+    }
+
+    fn write_outputs(&mut self, outputs: &[NewOutput<'_>], at: f64) -> Result<()> {
+        for o in outputs {
+            let key = entry_key(&o.item.listener, &o.item.doc_id);
+            let row = doc! {
+                "_id": &key,
+                "listener": &o.item.listener,
+                "doc_id": to_bson(&o.item.doc_id),
+                "model_version": i64::from(o.model_version),
+                "input_hash": o.input_hash,
+                "value": to_bson(o.value),
+                "computed_at": at,
+            };
+            self.backend
+                .collection("vigil_outputs")
+                .replace_one(doc! { "_id": &key }, row)
+                .upsert(true)
+                .session(&mut *self.session)
+                .run()
+                .map_err(db_err("writing outputs"))?;
+            self.write_into_document(o.item, Some(o.value))?;
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, rows: Keyed, items: &[&WorkItem]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        if rows == Keyed::Outputs {
+            for item in items {
+                self.write_into_document(item, None)?;
+            }
+        }
+        self.backend
+            .collection(rows.table())
+            .delete_many(doc! { "_id": { "$in": keys(items) } })
+            .session(&mut *self.session)
+            .run()
+            .map(|_| ())
+            .map_err(db_err("applying outputs"))
+    }
+
+    fn record_failures(&mut self, failures: &[NewFailure<'_>], at: f64) -> Result<()> {
+        for f in failures {
+            let key = entry_key(&f.item.listener, &f.item.doc_id);
+            self.backend
+                .collection("vigil_errors")
+                .update_one(
+                    doc! { "_id": &key },
+                    doc! {
+                        "$set": {
+                            "listener": &f.item.listener,
+                            "doc_id": to_bson(&f.item.doc_id),
+                            "error": f.error,
+                            "attempts": i64::from(f.attempts),
+                            "last_failed": at,
+                            "parked": f.parked,
+                        },
+                        "$setOnInsert": { "first_failed": at },
+                    },
+                )
+                .upsert(true)
+                .session(&mut *self.session)
+                .run()
+                .map_err(db_err("recording failures"))?;
+        }
+        Ok(())
+    }
+
+    fn reschedule(&mut self, retries: &[Retry<'_>]) -> Result<()> {
+        for r in retries {
+            let key = entry_key(&r.item.listener, &r.item.doc_id);
+            self.backend
+                .collection("vigil_queue")
+                .update_one(
+                    doc! { "_id": &key },
+                    doc! { "$set": {
+                        "attempts": i64::from(r.attempts),
+                        "not_before": r.due,
+                        "claimed_until": 0.0,
+                    } },
+                )
+                .session(&mut *self.session)
+                .run()
+                .map_err(db_err("rescheduling failures"))?;
+        }
+        Ok(())
+    }
+
+    fn count_job(&mut self, job: &str, done: u64, failed: u64, at: f64) -> Result<()> {
+        let jobs = self.backend.collection("vigil_jobs");
+        jobs.update_one(
+            doc! { "_id": job },
+            doc! { "$inc": { "done": done as i64, "failed": failed as i64 } },
+        )
+        .session(&mut *self.session)
+        .run()
+        .map_err(db_err("counting job progress"))?;
+        let row = jobs
+            .find_one(doc! { "_id": job })
+            .session(&mut *self.session)
+            .run()
+            .map_err(db_err("counting job progress"))?;
+        let Some(row) = row else { return Ok(()) };
+        let get = |f: &str| match row.get(f) {
+            Some(Bson::Int64(v)) => *v,
+            Some(Bson::Int32(v)) => i64::from(*v),
+            _ => 0,
+        };
+        let (done, failed, total) = (get("done"), get("failed"), get("total"));
+        if row.get_str("status").ok() == Some("running") && done + failed >= total {
+            let error = if failed > 0 {
+                Bson::String(failed_note(failed as u64))
+            } else {
+                Bson::Null
+            };
+            jobs.update_one(
+                doc! { "_id": job },
+                doc! { "$set": { "status": "success", "finished": at, "error": error } },
+            )
+            .session(&mut *self.session)
+            .run()
+            .map_err(db_err("finishing a job"))?;
+        }
+        Ok(())
+    }
+
+    fn put_job(&mut self, job: &JobRecord) -> Result<()> {
+        crate::jobs::store_job(self.backend, self.session, job)
+    }
+}
