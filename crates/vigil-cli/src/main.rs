@@ -18,8 +18,9 @@ use error::{parse_json, CliResult};
 #[derive(Parser, Debug)]
 #[command(name = "vigil", version, about)]
 struct Cli {
-    /// Database URL: sqlite://PATH (a file, created if missing), sqlite::memory:, or
-    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME].
+    /// Database URL: sqlite://PATH (a file, created if missing), sqlite::memory:,
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME], or
+    /// mongodb://HOST[:PORT][/DATABASE] (database `vigil` by default; mongodb+srv:// too).
     #[arg(
         long,
         global = true,

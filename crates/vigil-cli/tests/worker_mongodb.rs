@@ -1,0 +1,330 @@
+//! `vigil worker` as a separate process on a MongoDB-wire server, with the real MNIST digits:
+//! a worker SIGKILLed at random moments, again and again, loses and duplicates nothing; a
+//! server killed and restarted mid-backfill loses nothing either; documents written by
+//! pymongo in another process get their predictions.
+//!
+//! The shared server is `$VIGIL_TEST_MONGODB` (by default `mongodb://127.0.0.1:27017`); each
+//! test has a database of its own. The restart test starts a server of its own with
+//! SecantusDB's `secantusd-py` (`$VIGIL_SECANTUSD`, else the CI virtualenv's), and the pymongo
+//! test runs `$VIGIL_PYTHON` (else the CI virtualenv's python). What is missing fails the test.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vigil::{json, Datalayer, MongoBackend, OutputCount};
+
+fn server() -> String {
+    std::env::var("VIGIL_TEST_MONGODB").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into())
+}
+
+fn venv_bin(name: &str, var: &str) -> PathBuf {
+    std::env::var(var).map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(format!(".cache/vigil-venv/bin/{name}"))
+    })
+}
+
+/// A database of its own on `server`, dropped when the backend is; with its URL.
+fn fresh(server: &str) -> (Datalayer, String) {
+    let backend = MongoBackend::ephemeral(server)
+        .unwrap_or_else(|e| panic!("a MongoDB server at {server} must answer: {e}"));
+    let url = format!("{server}/{}", backend.database_name());
+    (vigil::Options::new().with_backend(Arc::new(backend)), url)
+}
+
+fn start_worker(url: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .env_remove("VIGIL_DB")
+        .args(["--db", url, "worker", "--batch", "64", "--idle-ms", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the worker starts")
+}
+
+fn total_outputs(db: &Datalayer) -> u64 {
+    db.listener_status("mnist/img/lenet5")
+        .unwrap()
+        .outputs
+        .iter()
+        .map(|o| o.count)
+        .sum()
+}
+
+/// Every document has exactly one output, of `version`, equal to PyTorch's for the first
+/// 1,000; nothing is queued or failed.
+fn check_all(db: &Datalayer, n: usize, version: u32) {
+    assert_eq!(db.pending(None).unwrap(), 0);
+    assert_eq!(
+        db.listener_status("mnist/img/lenet5").unwrap().outputs,
+        [OutputCount::new(version, n as u64)],
+        "exactly one output per document, all of version {version}"
+    );
+    assert!(db.failures(None).unwrap().is_empty());
+    let mnist = db.collection("mnist").unwrap();
+    let want = vigil_conformance::data::pytorch_predictions();
+    for i in 0..n.min(1000) {
+        let doc = mnist.find_one(json!({"_id": i as i64})).unwrap().unwrap();
+        let got = doc
+            .get_path("_outputs.img.lenet5")
+            .and_then(vigil::Value::as_i64);
+        assert_eq!(got, Some(want[i]), "digit {i}");
+    }
+}
+
+fn insert_digits(db: &Datalayer, n: usize) {
+    let docs: Vec<vigil::Document> = vigil_conformance::data::documents(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| d.with("_id", i as i64))
+        .collect();
+    let mnist = db.collection("mnist").unwrap();
+    for chunk in docs.chunks(1000) {
+        mnist.insert_many(chunk.to_vec()).unwrap();
+    }
+}
+
+/// A small deterministic generator, so a failing run can be replayed from its seed.
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn a_worker_killed_at_random_moments_loses_nothing_on_mongodb() {
+    const N: usize = 5000;
+    let (db, url) = fresh(&server());
+    insert_digits(&db, N);
+    vigil_conformance::data::add_lenet5_onnx(&db, 64);
+    let on = db.listen("mnist", "img", "lenet5", json!({})).unwrap();
+    assert_eq!(on.backfill.total, N as u64);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill schedule seed {seed}");
+    let mut rng = Lcg(seed);
+    let (mut kills_mid_work, mut rolled, mut progress) = (0, false, Vec::new());
+    let mut written_before = 0;
+    let started = Instant::now();
+    while kills_mid_work < 20 || !rolled {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the kill loop takes too long: {}",
+            progress.join(" ")
+        );
+        let mut worker = start_worker(&url);
+        // A worker needs about half a second to load the model and apply its first batch.
+        std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
+        worker.kill().unwrap(); // SIGKILL
+        worker.wait().unwrap();
+        let pending = db.pending(None).unwrap();
+        if pending > 0 {
+            kills_mid_work += 1;
+        }
+        // Half way, a new model version is rolled on: every output must end up of it.
+        if !rolled && (kills_mid_work == 10 || pending == 0) {
+            assert_eq!(vigil_conformance::data::add_lenet5_onnx(&db, 64), 2);
+            db.roll_listener("mnist/img/lenet5", None).unwrap();
+            rolled = true;
+        } else if pending == 0 {
+            break;
+        }
+        let written = total_outputs(&db);
+        written_before = written_before.max(written);
+        progress.push(format!("{written}/{pending}"));
+    }
+    eprintln!("outputs/queued after each kill: {}", progress.join(" "));
+    assert!(
+        kills_mid_work >= 20,
+        "only {kills_mid_work} kills hit a worker with work left"
+    );
+    assert!(written_before > 0, "killed workers made progress");
+    // A last worker finishes; claims of the killed ones are released at its start.
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .env_remove("VIGIL_DB")
+        .args(["--db", &url, "worker", "--once"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_all(&db, N, 2);
+}
+
+/// A SecantusDB server of the test's own, on a free port, killable and restartable.
+struct OwnServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl OwnServer {
+    fn start() -> OwnServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = OwnServer {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        server.run();
+        server
+    }
+
+    fn run(&mut self) {
+        let bin = venv_bin("secantusd-py", "VIGIL_SECANTUSD");
+        let child = Command::new(&bin)
+            .args(["--port", &self.port.to_string(), "--storage-path"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} must run: {e}", bin.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn a_server_killed_and_restarted_mid_backfill_loses_nothing() {
+    const N: usize = 2000;
+    let mut own = OwnServer::start();
+    let url = format!("{}/vigil_restart", own.url());
+    let db = vigil::connect(&url).unwrap();
+    insert_digits(&db, N);
+    vigil_conformance::data::add_lenet5_onnx(&db, 64);
+    db.listen("mnist", "img", "lenet5", json!({})).unwrap();
+    let mut workers: Vec<Child> = (0..2).map(|_| start_worker(&url)).collect();
+    // Mid-backfill, the server dies without a word and comes back on the same storage.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while total_outputs(&db) < 200 {
+        assert!(Instant::now() < deadline, "the workers made no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    own.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    own.run();
+    // The workers carry on by themselves.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let pending = db.pending(None);
+        if matches!(pending, Ok(0)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the workers did not finish: {pending:?}"
+        );
+        for w in &mut workers {
+            assert!(
+                w.try_wait().unwrap().is_none(),
+                "a worker died with the server"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for mut w in workers {
+        w.kill().unwrap();
+        w.wait().unwrap();
+    }
+    check_all(&db, N, 1);
+}
+
+#[test]
+fn documents_written_by_pymongo_get_predictions_from_a_running_worker() {
+    let (db, url) = fresh(&server());
+    vigil_conformance::data::add_lenet5_onnx(&db, 64);
+    db.listen("mnist", "img", "lenet5", json!({})).unwrap();
+    let mut worker = start_worker(&url);
+    // Another process, another client: pymongo inserts digits as any MongoDB user would,
+    // in vigil's format (PNG bytes as Binary with their codec beside them), then updates one.
+    let dir = tempfile::tempdir().unwrap();
+    let digits = vigil_conformance::data::documents(50);
+    for (i, d) in digits.iter().enumerate() {
+        let vigil::Value::Encoded(png) = d.get("img").unwrap() else {
+            panic!("a digit is an encoded image")
+        };
+        std::fs::write(dir.path().join(format!("{i}.png")), png.bytes()).unwrap();
+    }
+    let script = r#"
+import sys, pymongo, bson
+url, db_name, folder = sys.argv[1], sys.argv[2], sys.argv[3]
+coll = pymongo.MongoClient(url)[db_name]["mnist"]
+docs = []
+for i in range(50):
+    data = open(f"{folder}/{i}.png", "rb").read()
+    docs.append({"_id": i, "img": {"_codec": "image/png", "_bytes": bson.Binary(data)}})
+coll.insert_many(docs)
+# Digit 49 gets digit 0's image: its prediction must follow.
+first = coll.find_one({"_id": 0})
+coll.update_one({"_id": 49}, {"$set": {"img": first["img"]}})
+"#;
+    let python = venv_bin("python", "VIGIL_PYTHON");
+    let name = url.rsplit('/').next().unwrap();
+    let status = Command::new(&python)
+        .args(["-c", script, &server(), name])
+        .arg(dir.path())
+        .status()
+        .unwrap_or_else(|e| panic!("{} must run: {e}", python.display()));
+    assert!(status.success());
+    let want = vigil_conformance::data::pytorch_predictions();
+    let mnist = db.collection("mnist").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = (0..50).all(|i| {
+            let doc = mnist.find_one(json!({"_id": i})).unwrap().unwrap();
+            let want = if i == 49 { want[0] } else { want[i as usize] };
+            doc.get_path("_outputs.img.lenet5")
+                .and_then(vigil::Value::as_i64)
+                == Some(want)
+        });
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pymongo's documents got no predictions"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert_eq!(
+        db.listener_status("mnist/img/lenet5").unwrap().outputs,
+        [OutputCount::new(1, 50)]
+    );
+}
