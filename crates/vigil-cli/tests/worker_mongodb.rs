@@ -120,9 +120,20 @@ fn a_worker_killed_at_random_moments_loses_nothing_on_mongodb() {
             "the kill loop takes too long: {}",
             progress.join(" ")
         );
+        let before = total_outputs(&db);
         let mut worker = start_worker(&url);
-        // A worker needs about half a second to load the model and apply its first batch.
-        std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
+        if progress.len() % 2 == 0 {
+            // Every other worker is killed soon after it applied a batch (however slow the
+            // machine), so kills land mid-backfill with progress between them...
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while total_outputs(&db) == before && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(rng.below(300)));
+        } else {
+            // ...and the others at a random moment, often before their first batch applies.
+            std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
+        }
         worker.kill().unwrap(); // SIGKILL
         worker.wait().unwrap();
         let pending = db.pending(None).unwrap();

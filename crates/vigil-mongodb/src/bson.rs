@@ -13,7 +13,8 @@
 //! relaxed extended JSON, e.g. `{"$date": "…"}`.
 
 use mongodb::bson::{self, oid::ObjectId, spec::BinarySubtype, Binary, Bson};
-use vigil_core::{Document, Encoded, Value};
+use vigil_core::listen::ListenerRecord;
+use vigil_core::{Document, Encoded, Value, OUTPUTS_FIELD};
 
 /// The field naming an encoded value's codec.
 pub(crate) const CODEC_FIELD: &str = "_codec";
@@ -139,4 +140,49 @@ pub(crate) fn object_id(s: &str) -> Option<ObjectId> {
 /// text, so that any id type keys them and an ObjectId keys as its hex string.
 pub(crate) fn id_key(id: &Value) -> String {
     id.to_json().to_string()
+}
+
+/// A stored document as `find` returns it. Outputs are stored nested by path
+/// (`_outputs.img.lenet5`, and for a chain `_outputs._outputs.img.lenet5.parity`); they are
+/// shown as every backend shows them, `{key: {model: value}}` per listener of the collection.
+pub(crate) fn shown(mut stored: bson::Document, listeners: &[ListenerRecord]) -> Document {
+    let nested = stored.remove(OUTPUTS_FIELD);
+    let mut doc = from_document(stored);
+    let Some(Bson::Document(nested)) = nested else {
+        return doc;
+    };
+    let mut outputs = Document::new();
+    for listener in listeners {
+        let mut at = Some(&nested);
+        let mut value = None;
+        let segments: Vec<&str> = listener
+            .key
+            .split('.')
+            .chain(std::iter::once(listener.model.as_str()))
+            .collect();
+        for (i, segment) in segments.iter().enumerate() {
+            let Some(d) = at else { break };
+            match d.get(*segment) {
+                Some(v) if i + 1 == segments.len() => value = Some(v.clone()),
+                Some(Bson::Document(inner)) => at = Some(inner),
+                _ => break,
+            }
+        }
+        let Some(value) = value else { continue };
+        match outputs.get_mut(&listener.key) {
+            Some(Value::Object(models)) => {
+                models.insert(listener.model.clone(), from_bson(value));
+            }
+            _ => {
+                outputs.insert(
+                    listener.key.clone(),
+                    Document::new().with(listener.model.clone(), from_bson(value)),
+                );
+            }
+        }
+    }
+    if !outputs.is_empty() {
+        doc.insert(OUTPUTS_FIELD, outputs);
+    }
+    doc
 }

@@ -20,8 +20,8 @@ use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToke
 use vigil_core::listen::{now, JobRecord, JobStatus, ListenerRecord};
 use vigil_core::{Result, ID_FIELD};
 
+use crate::entries::{enqueue, read_listeners, selected_ids};
 use crate::error::{code, db_err};
-use crate::queue::{enqueue, read_listeners, selected_ids};
 use crate::MongoBackend;
 
 const STATE: &str = "vigil_capture";
@@ -51,6 +51,22 @@ fn token_bson(t: &ResumeToken) -> Result<Bson> {
         collection: STATE.into(),
         reason: format!("a resume token: {e}"),
     })
+}
+
+/// Whether the stored position is still `start`, read inside the transaction that will move
+/// it (the condition that makes two readers of the same changes write them once).
+fn still_at(
+    backend: &MongoBackend,
+    session: &mut mongodb::sync::ClientSession,
+    start: &Bson,
+) -> Result<bool> {
+    let state = backend
+        .collection(STATE)
+        .find_one(doc! { "_id": STREAM })
+        .session(session)
+        .run()
+        .map_err(db_err("reading the change stream's position"))?;
+    Ok(state.and_then(|d| d.get("token").cloned()).as_ref() == Some(start))
 }
 
 /// The stream's position now: a stream opened and asked once.
@@ -243,13 +259,7 @@ pub(crate) fn capture(backend: &MongoBackend, wait: Duration) -> Result<bool> {
         }
     }
     backend.transaction("queueing changes", |session| {
-        let state = backend
-            .collection(STATE)
-            .find_one(doc! { "_id": STREAM })
-            .session(&mut *session)
-            .run()
-            .map_err(db_err("reading the change stream's position"))?;
-        if state.and_then(|d| d.get("token").cloned()) != Some(start.clone()) {
+        if !still_at(backend, session, &start)? {
             // Another process queued these changes first.
             return Ok(false);
         }
@@ -275,13 +285,7 @@ fn rescan(backend: &MongoBackend, listeners: &[ListenerRecord], start: &Bson) ->
     backend.transaction(
         "re-scanning after a lost change stream position",
         |session| {
-            let state = backend
-                .collection(STATE)
-                .find_one(doc! { "_id": STREAM })
-                .session(&mut *session)
-                .run()
-                .map_err(db_err("reading the change stream's position"))?;
-            if state.and_then(|d| d.get("token").cloned()).as_ref() != Some(start) {
+            if !still_at(backend, session, start)? {
                 return Ok(false);
             }
             let mut total = 0;

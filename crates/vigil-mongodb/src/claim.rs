@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use mongodb::bson::{self, doc, Bson};
+use mongodb::options::{ReplaceOneModel, UpdateOneModel, WriteModel};
 use mongodb::sync::ClientSession;
 use vigil_core::ids::claimer_is_dead;
 use vigil_core::listen::{
@@ -17,8 +18,8 @@ use vigil_core::listen::{
 use vigil_core::{Result, Value};
 
 use crate::bson::{from_bson, id_match, to_bson};
+use crate::entries::{entry_key, output_path, read_listeners};
 use crate::error::db_err;
-use crate::queue::{entry_key, output_path, read_listeners};
 use crate::MongoBackend;
 
 /// Claims up to `limit` due entries for `worker`.
@@ -281,27 +282,52 @@ impl QueueTx for MongoApply<'_> {
     }
 
     fn write_outputs(&mut self, outputs: &[NewOutput<'_>], at: f64) -> Result<()> {
+        // One `bulkWrite` command for the whole batch (MongoDB 8): each output's bookkeeping
+        // row and its value inside its document.
+        let rows_ns = self.backend.collection("vigil_outputs").namespace();
+        let mut models: Vec<WriteModel> = Vec::with_capacity(2 * outputs.len());
         for o in outputs {
             let key = entry_key(&o.item.listener, &o.item.doc_id);
+            let value = to_bson(o.value);
             let row = doc! {
                 "_id": &key,
                 "listener": &o.item.listener,
                 "doc_id": to_bson(&o.item.doc_id),
                 "model_version": i64::from(o.model_version),
                 "input_hash": o.input_hash,
-                "value": to_bson(o.value),
+                "value": value.clone(),
                 "computed_at": at,
             };
-            self.backend
-                .collection("vigil_outputs")
-                .replace_one(doc! { "_id": &key }, row)
-                .upsert(true)
-                .session(&mut *self.session)
-                .run()
-                .map_err(db_err("writing outputs"))?;
-            self.write_into_document(o.item, Some(o.value))?;
+            models.push(
+                ReplaceOneModel::builder()
+                    .namespace(rows_ns.clone())
+                    .filter(doc! { "_id": &key })
+                    .replacement(row)
+                    .upsert(true)
+                    .build()
+                    .into(),
+            );
+            if let Some(listener) = self.listeners.get(&o.item.listener) {
+                models.push(
+                    UpdateOneModel::builder()
+                        .namespace(self.backend.collection(&listener.collection).namespace())
+                        .filter(doc! { "_id": id_match(&o.item.doc_id) })
+                        .update(doc! { "$set": { output_path(listener): value } })
+                        .build()
+                        .into(),
+                );
+            }
         }
-        Ok(())
+        if models.is_empty() {
+            return Ok(());
+        }
+        self.backend
+            .client
+            .bulk_write(models)
+            .session(&mut *self.session)
+            .run()
+            .map(|_| ())
+            .map_err(db_err("writing outputs"))
     }
 
     fn delete(&mut self, rows: Keyed, items: &[&WorkItem]) -> Result<()> {

@@ -10,7 +10,7 @@ use vigil_core::{
     Document, Error, FieldPath, Filter, FindQuery, Result, Update, Value, ID_FIELD, OUTPUTS_FIELD,
 };
 
-use crate::bson::{from_bson, from_document, id_key, to_document};
+use crate::bson::{from_bson, from_document, id_key, shown, to_document};
 use crate::error::{code, db_err, DUPLICATE_KEY};
 use crate::query::{sort_document, ServerFilter};
 use crate::MongoBackend;
@@ -48,6 +48,23 @@ struct Rows<'a> {
     collection: &'a str,
     listeners: Vec<ListenerRecord>,
     loaded: Vec<Loaded>,
+}
+
+impl<'a> Rows<'a> {
+    fn new(
+        backend: &'a MongoBackend,
+        session: &'a mut ClientSession,
+        collection: &'a str,
+        listeners: &[ListenerRecord],
+    ) -> Rows<'a> {
+        Rows {
+            backend,
+            session,
+            collection,
+            listeners: listeners.to_vec(),
+            loaded: Vec::new(),
+        }
+    }
 }
 
 impl RowStore for Rows<'_> {
@@ -131,54 +148,9 @@ impl RowStore for Rows<'_> {
     }
 }
 
-/// A stored document as `find` returns it. Outputs are stored nested by path
-/// (`_outputs.img.lenet5`, and for a chain `_outputs._outputs.img.lenet5.parity`); they are
-/// shown as every backend shows them, `{key: {model: value}}` per listener of the collection.
-pub(crate) fn shown(mut stored: bson::Document, listeners: &[ListenerRecord]) -> Document {
-    let nested = stored.remove(OUTPUTS_FIELD);
-    let mut doc = from_document(stored);
-    let Some(Bson::Document(nested)) = nested else {
-        return doc;
-    };
-    let mut outputs = Document::new();
-    for listener in listeners {
-        let mut at = Some(&nested);
-        let mut value = None;
-        let segments: Vec<&str> = listener
-            .key
-            .split('.')
-            .chain(std::iter::once(listener.model.as_str()))
-            .collect();
-        for (i, segment) in segments.iter().enumerate() {
-            let Some(d) = at else { break };
-            match d.get(*segment) {
-                Some(v) if i + 1 == segments.len() => value = Some(v.clone()),
-                Some(Bson::Document(inner)) => at = Some(inner),
-                _ => break,
-            }
-        }
-        let Some(value) = value else { continue };
-        match outputs.get_mut(&listener.key) {
-            Some(Value::Object(models)) => {
-                models.insert(listener.model.clone(), from_bson(value));
-            }
-            _ => {
-                outputs.insert(
-                    listener.key.clone(),
-                    Document::new().with(listener.model.clone(), from_bson(value)),
-                );
-            }
-        }
-    }
-    if !outputs.is_empty() {
-        doc.insert(OUTPUTS_FIELD, outputs);
-    }
-    doc
-}
-
 /// The listeners of a collection, whose outputs its documents show.
 fn listeners_of(backend: &MongoBackend, collection: &str) -> Result<Vec<ListenerRecord>> {
-    Ok(crate::queue::read_listeners(backend, None)?
+    Ok(crate::entries::read_listeners(backend, None)?
         .into_iter()
         .filter(|l| l.collection == collection)
         .collect())
@@ -200,7 +172,7 @@ impl Documents for MongoBackend {
 
     fn drop_collection(&self, collection: &str) -> Result<bool> {
         let existed = self.list_collections()?.iter().any(|n| n == collection);
-        crate::queue::drop_listeners_of(self, collection)?;
+        crate::entries::drop_listeners_of(self, collection)?;
         self.collection(collection)
             .drop()
             .run()
@@ -307,13 +279,7 @@ impl Documents for MongoBackend {
     ) -> Result<UpdateOutcome> {
         let listeners = listeners_of(self, collection)?;
         self.transaction("an update", |session| {
-            let mut rows = Rows {
-                backend: self,
-                session,
-                collection,
-                listeners: listeners.clone(),
-                loaded: Vec::new(),
-            };
+            let mut rows = Rows::new(self, session, collection, &listeners);
             update_rows(&mut rows, filter, update, many)
         })
     }
@@ -326,13 +292,7 @@ impl Documents for MongoBackend {
     ) -> Result<UpdateOutcome> {
         let listeners = listeners_of(self, collection)?;
         self.transaction("a replace", |session| {
-            let mut rows = Rows {
-                backend: self,
-                session,
-                collection,
-                listeners: listeners.clone(),
-                loaded: Vec::new(),
-            };
+            let mut rows = Rows::new(self, session, collection, &listeners);
             replace_row(&mut rows, filter, replacement)
         })
     }
@@ -352,13 +312,7 @@ impl Documents for MongoBackend {
         }
         let listeners = listeners_of(self, collection)?;
         self.transaction("a delete", |session| {
-            let mut rows = Rows {
-                backend: self,
-                session,
-                collection,
-                listeners: listeners.clone(),
-                loaded: Vec::new(),
-            };
+            let mut rows = Rows::new(self, session, collection, &listeners);
             rows.matching(filter, many)?;
             let ids: Vec<Bson> = rows.loaded.iter().map(|r| r.id.clone()).collect();
             if ids.is_empty() {

@@ -12,6 +12,7 @@ mod bson;
 mod capture;
 mod claim;
 mod documents;
+mod entries;
 mod error;
 mod jobs;
 mod outputs;
