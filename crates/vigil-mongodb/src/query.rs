@@ -2,13 +2,14 @@
 //! language first, then written back as the MongoDB query it stands for, so it runs in the
 //! server and uses its indexes.
 //!
-//! Two constructs are judged in the process instead, by vigil's own matcher (the one
+//! Four constructs are judged in the process instead, by vigil's own matcher (the one
 //! aggregation's `$match` uses, checked against the SQL backends on every conformance case):
-//! `$expr`, and `$elemMatch` over documents with a `$or`/`$and`/`$nor` inside. Servers differ
-//! on them (SecantusDB reads `$expr` paths through arrays as a query path, and refuses logical
-//! operators inside `$elemMatch`), and vigil keeps MongoDB's documented answer everywhere. The
-//! server still gets every other part of the filter, so it narrows the candidates with its
-//! indexes; the process then checks the whole filter on what comes back.
+//! `$expr`; `$elemMatch` over documents with a `$or`/`$and`/`$nor` inside; null equality on a
+//! dotted path (it may run through an array of documents); and `$regex` with a character-class
+//! escape. SecantusDB departs from MongoDB's manual on each (ARCHITECTURE.md, MongoDB), and
+//! vigil keeps the manual's answer everywhere. The server still gets every other top-level part
+//! of the filter, so it narrows the candidates with its indexes; the process then checks the
+//! whole filter on what comes back.
 
 use mongodb::bson::{self, doc, Bson};
 use vigil_core::filter::{Condition, JsonType, Ordering};
