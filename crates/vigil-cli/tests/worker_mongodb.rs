@@ -1,7 +1,8 @@
 //! `vigil worker` as a separate process on a MongoDB-wire server, with the real MNIST digits:
 //! a worker SIGKILLed at random moments, again and again, loses and duplicates nothing; a
 //! server killed and restarted mid-backfill loses nothing either; documents written by
-//! pymongo in another process get their predictions.
+//! pymongo in another process get their predictions; a change stream position fallen off the
+//! oplog re-scans; `vigil demo mnist` runs to its summary.
 //!
 //! The shared server is `$VIGIL_TEST_MONGODB` (by default `mongodb://127.0.0.1:27017`); each
 //! test has a database of its own. The restart test starts a server of its own with
@@ -176,11 +177,17 @@ fn a_worker_killed_at_random_moments_loses_nothing_on_mongodb() {
 struct OwnServer {
     port: u16,
     dir: tempfile::TempDir,
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl OwnServer {
     fn start() -> OwnServer {
+        OwnServer::start_with(&[])
+    }
+
+    /// A server started with extra command-line arguments.
+    fn start_with(args: &[&str]) -> OwnServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -189,6 +196,7 @@ impl OwnServer {
         let mut server = OwnServer {
             port,
             dir: tempfile::tempdir().unwrap(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         server.run();
@@ -200,6 +208,7 @@ impl OwnServer {
         let child = Command::new(&bin)
             .args(["--port", &self.port.to_string(), "--storage-path"])
             .arg(self.dir.path())
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -273,6 +282,112 @@ fn a_server_killed_and_restarted_mid_backfill_loses_nothing() {
         w.wait().unwrap();
     }
     check_all(&db, N, 1);
+}
+
+#[test]
+fn a_change_stream_position_fallen_off_the_oplog_rescans_and_says_so() {
+    // A server keeping only the last 5,000 changes (room for a batch's own writes, which a
+    // far smaller oplog would push out between two reads): the stored position falls off
+    // while no vigil process reads the stream.
+    let own = OwnServer::start_with(&["--oplog-max-entries", "5000"]);
+    let url = format!("{}/vigil_rescan", own.url());
+    let db = vigil::connect(&url).unwrap();
+    insert_digits(&db, 200);
+    vigil_conformance::data::add_lenet5_onnx(&db, 64);
+    db.listen("mnist", "img", "lenet5", json!({})).unwrap();
+    db.process_pending().unwrap();
+    assert_eq!(total_outputs(&db), 200);
+    // Meanwhile, unread: ten digits deleted, 100 inserted, and 8,000 writes elsewhere.
+    let mnist = db.collection("mnist").unwrap();
+    assert_eq!(mnist.delete_many(json!({"_id": {"$lt": 10}})).unwrap(), 10);
+    let more: Vec<vigil::Document> = vigil_conformance::data::documents(300)
+        .into_iter()
+        .enumerate()
+        .skip(200)
+        .map(|(i, d)| d.with("_id", i as i64))
+        .collect();
+    mnist.insert_many(more).unwrap();
+    let noise: Vec<vigil::Document> = (0..8000)
+        .map(|i| vigil::Document::new().with("i", i as i64))
+        .collect();
+    db.collection("noise").unwrap().insert_many(noise).unwrap();
+    // The next read of the stream finds its position gone: every document the select
+    // matches, and every one holding an output, is queued again, and a job says why.
+    db.process_pending().unwrap();
+    let rescans: Vec<_> = db
+        .jobs(50)
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.kind == "rescan")
+        .collect();
+    assert_eq!(rescans.len(), 1, "one rescan job");
+    let why = rescans[0].error.clone().unwrap_or_default();
+    assert!(why.contains("no longer in the server's oplog"), "{why}");
+    assert_eq!(
+        rescans[0].total,
+        290 + 10,
+        "the selected, and the deleted holding outputs"
+    );
+    assert_eq!(db.pending(None).unwrap(), 0);
+    assert_eq!(
+        db.listener_status("mnist/img/lenet5").unwrap().outputs,
+        [OutputCount::new(1, 290)],
+        "the deleted documents' outputs went, the unread inserts got theirs"
+    );
+    let want = vigil_conformance::data::pytorch_predictions();
+    for (i, want) in want.iter().enumerate().take(300) {
+        let doc = mnist.find_one(json!({"_id": i as i64})).unwrap();
+        let got = doc.and_then(|d| {
+            d.get_path("_outputs.img.lenet5")
+                .and_then(vigil::Value::as_i64)
+        });
+        assert_eq!(got, (i >= 10).then_some(*want), "digit {i}");
+    }
+}
+
+#[test]
+fn the_demo_runs_to_its_summary_on_mongodb() {
+    let (db, url) = fresh(&server());
+    let out_dir = tempfile::tempdir().unwrap();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .env_remove("VIGIL_DB")
+        .args([
+            "--db", &url, "demo", "mnist", "--limit", "1000", "--epochs", "1",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("stored 900 digits"), "{text}");
+    assert!(
+        text.contains("backfill:                900 documents, 2 listeners"),
+        "{text}"
+    );
+    assert!(text.contains("late inserts predicted:  100/100"), "{text}");
+    assert!(text.contains("digits like late insert"), "{text}");
+    // What the summary says is what the database holds: every digit predicted, once.
+    assert_eq!(db.pending(None).unwrap(), 0);
+    for listener in ["mnist/img/lenet5", "mnist/img/lenet5-features"] {
+        let outputs = db.listener_status(listener).unwrap().outputs;
+        assert_eq!(outputs.len(), 1, "{listener}: one model version");
+        assert_eq!(outputs[0].count, 1000, "{listener}: one output per digit");
+    }
+    let mnist = db.collection("mnist").unwrap();
+    assert_eq!(
+        mnist
+            .count(json!({"_outputs.img.lenet5": {"$exists": true}}))
+            .unwrap(),
+        1000
+    );
 }
 
 #[test]

@@ -160,8 +160,10 @@ fn watched(listener: &ListenerRecord) -> Result<Vec<String>> {
     Ok(paths)
 }
 
-/// Reads the changes after the stored position (waiting up to `wait` for the first) and
-/// queues them; returns whether anything was queued.
+/// Reads the changes after the stored position, up to the end of the stream (waiting up to
+/// `wait` for the first), and queues them; returns whether anything was queued. All of them:
+/// a caller that wrote and then asks for work must find its own write queued, however many of
+/// vigil's own bookkeeping changes came before it.
 pub(crate) fn capture(backend: &MongoBackend, wait: Duration) -> Result<bool> {
     let listeners = read_listeners(backend, None)?;
     if listeners.is_empty() {
@@ -170,9 +172,30 @@ pub(crate) fn capture(backend: &MongoBackend, wait: Duration) -> Result<bool> {
         }
         return Ok(false);
     }
+    let (mut queued, mut wait) = (false, wait);
+    // Each round moves the stored position (or finds another reader moved it); the bound
+    // only guards against a server that keeps answering full batches from one position.
+    for _ in 0..1000 {
+        let (round_queued, full) = capture_batch(backend, &listeners, wait)?;
+        queued |= round_queued;
+        if !full {
+            break;
+        }
+        wait = Duration::ZERO;
+    }
+    Ok(queued)
+}
+
+/// One batch of changes after the stored position: whether anything was queued, and whether
+/// the batch was full (more may follow).
+fn capture_batch(
+    backend: &MongoBackend,
+    listeners: &[ListenerRecord],
+    wait: Duration,
+) -> Result<(bool, bool)> {
     let Some(start) = stored_token(backend)? else {
         ensure_position(backend)?;
-        return Ok(false);
+        return Ok((false, false));
     };
     // Every change of the database is read and sorted here, not by a `$match` stage in the
     // server: SecantusDB's change stream with a `$match` moved its resume token past a change
@@ -189,7 +212,7 @@ pub(crate) fn capture(backend: &MongoBackend, wait: Duration) -> Result<bool> {
     let mut stream = match watch.run() {
         Ok(s) => s,
         Err(e) if code(&e).is_some_and(|c| HISTORY_LOST.contains(&c)) => {
-            return rescan(backend, &listeners, &start)
+            return rescan(backend, listeners, &start).map(|q| (q, false))
         }
         Err(e) => return Err(db_err("opening the change stream")(e)),
     };
@@ -204,7 +227,7 @@ pub(crate) fn capture(backend: &MongoBackend, wait: Duration) -> Result<bool> {
             }
             Ok(None) => break,
             Err(e) if code(&e).is_some_and(|c| HISTORY_LOST.contains(&c)) => {
-                return rescan(backend, &listeners, &start)
+                return rescan(backend, listeners, &start).map(|q| (q, false))
             }
             Err(e) => return Err(db_err("reading the change stream")(e)),
         }
@@ -213,10 +236,11 @@ pub(crate) fn capture(backend: &MongoBackend, wait: Duration) -> Result<bool> {
         Some(event) => token_bson(&event.id)?,
         None => match stream.resume_token() {
             Some(t) => token_bson(&t)?,
-            None => return Ok(false),
+            None => return Ok((false, false)),
         },
     };
     drop(stream);
+    let full = events.len() >= BATCH;
     let listened: Vec<&ChangeStreamEvent<bson::Document>> = events
         .iter()
         .filter(|e| {
@@ -238,7 +262,7 @@ pub(crate) fn capture(backend: &MongoBackend, wait: Duration) -> Result<bool> {
                 .run()
                 .map_err(db_err("storing the change stream's position"))?;
         }
-        return Ok(false);
+        return Ok((false, full));
     }
     // Per listener, the ids of the documents its changes concern, in order of the changes.
     let mut work: BTreeMap<usize, Vec<Bson>> = BTreeMap::new();
@@ -261,7 +285,7 @@ pub(crate) fn capture(backend: &MongoBackend, wait: Duration) -> Result<bool> {
     backend.transaction("queueing changes", |session| {
         if !still_at(backend, session, &start)? {
             // Another process queued these changes first.
-            return Ok(false);
+            return Ok((false, full));
         }
         for (i, ids) in &work {
             enqueue(backend, session, &listeners[*i].name, ids, None)?;
@@ -272,7 +296,7 @@ pub(crate) fn capture(backend: &MongoBackend, wait: Duration) -> Result<bool> {
             .session(&mut *session)
             .run()
             .map_err(db_err("storing the change stream's position"))?;
-        Ok(!work.is_empty())
+        Ok((!work.is_empty(), full))
     })
 }
 

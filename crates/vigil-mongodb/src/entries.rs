@@ -136,7 +136,8 @@ pub(crate) fn enqueue(
     Ok(())
 }
 
-/// The `_id`s a listener's select matches, plus those of documents holding its output.
+/// The `_id`s a listener's select matches, plus those of documents holding its output, each
+/// once.
 pub(crate) fn selected_ids(
     backend: &MongoBackend,
     session: &mut ClientSession,
@@ -179,6 +180,9 @@ pub(crate) fn selected_ids(
         let row = row.map_err(db_err("reading a listener's outputs"))?;
         ids.push(row.get("doc_id").cloned().unwrap_or(Bson::Null));
     }
+    // A document both selected and holding an output is one piece of work.
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id_key(&from_bson(id.clone()))));
     Ok(ids)
 }
 

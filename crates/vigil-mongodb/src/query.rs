@@ -43,11 +43,15 @@ impl ServerFilter {
                 .collect(),
             _ => Vec::new(),
         };
-        let query = if parts.is_empty() {
-            bson::Document::new()
-        } else {
-            doc! { "$and": parts }
-        };
+        let query = conjunction(
+            parts
+                .into_iter()
+                .filter_map(|p| match p {
+                    Bson::Document(d) => Some(d),
+                    _ => None,
+                })
+                .collect(),
+        );
         ServerFilter {
             query,
             recheck: true,
@@ -111,10 +115,7 @@ fn has_logic(filter: &Filter) -> bool {
 /// The MongoDB query a filter stands for (`$expr` is never sent: see the module's doc).
 fn to_query(filter: &Filter) -> bson::Document {
     match filter {
-        Filter::And(parts) if parts.is_empty() => bson::Document::new(),
-        Filter::And(parts) => {
-            doc! { "$and": parts.iter().map(|p| Bson::Document(to_query(p))).collect::<Vec<_>>() }
-        }
+        Filter::And(parts) => conjunction(parts.iter().map(to_query).collect()),
         // An empty `$or` matches nothing; MongoDB refuses an empty array, so say it otherwise.
         Filter::Or(parts) if parts.is_empty() => doc! { "_id": { "$exists": false } },
         Filter::Or(parts) => {
@@ -128,6 +129,34 @@ fn to_query(filter: &Filter) -> bson::Document {
         }
         Filter::Compare { .. } => bson::Document::new(),
     }
+}
+
+/// Queries that must all hold, as one query. Parts on different fields merge into one
+/// document (`{a: …, b: …}`, which MongoDB reads as their conjunction); `$and` is kept only
+/// where two parts share a key. A planner sees the fields then: SecantusDB's gives up on any
+/// top-level operator and scans the collection, so `{$and: [{_id: {$in: …}}]}` cost a scan
+/// where `{_id: {$in: …}}` is a key lookup. `_id` goes first, for planners that take the
+/// first indexed field.
+fn conjunction(parts: Vec<bson::Document>) -> bson::Document {
+    let mut merged = bson::Document::new();
+    let mut keys = std::collections::HashSet::new();
+    let disjoint = parts
+        .iter()
+        .flat_map(|p| p.keys())
+        .all(|k| keys.insert(k.as_str()));
+    if !disjoint {
+        return doc! { "$and": parts.into_iter().map(Bson::Document).collect::<Vec<_>>() };
+    }
+    let mut rest = Vec::new();
+    for (k, v) in parts.into_iter().flatten() {
+        if k == ID_FIELD {
+            merged.insert(k, v);
+        } else {
+            rest.push((k, v));
+        }
+    }
+    merged.extend(rest);
+    merged
 }
 
 /// One condition as its operator document.
