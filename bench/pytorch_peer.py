@@ -81,6 +81,31 @@ def inference(x, threads):
     return out
 
 
+def forward_256(x, threads):
+    """The listener's limit: LeNet5's forward pass on every digit at the backfill's batch
+    (256), tensors already in memory, best of 3."""
+    torch.set_num_threads(threads)
+    model = LeNet5()
+    model.load_state_dict(torch.load(os.path.join(ROOT, "data/lenet5/torch_lenet5.pth"), weights_only=True))
+    model.eval()
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(3):
+            t = time.perf_counter()
+            for i in range(0, len(x), 256):
+                model(x[i : i + 256])
+            best = min(best, time.perf_counter() - t)
+    return len(x) / best
+
+
+def listener_figures(text):
+    """The SQLite backfill figures of `cargo bench -p vigil --bench listeners`."""
+    n = int(re.search(r"Backfill of (\d+) digits on SQLite", text).group(1))
+    default = float(re.search(r"\| backfill from SQLite through the listener \| (\d+) \|", text).group(1))
+    m = re.search(r"\| backfill from SQLite, the model on (\d+) threads \| (\d+) \|", text)
+    return n, default, (int(m.group(1)), float(m.group(2))) if m else None
+
+
 def epoch(x, y, threads):
     torch.set_num_threads(threads)
     times = []
@@ -116,6 +141,7 @@ def vigil_figures(text):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--vigil", required=True, help="the output of vigil's models bench")
+    parser.add_argument("--listeners", help="the output of vigil's listeners bench")
     args = parser.parse_args()
     n, vigil_epoch, engines, vigil_threads = vigil_figures(open(args.vigil).read())
     x, y = digits()
@@ -138,6 +164,17 @@ def main():
     print(f"| vigil (burn, tensors in memory) | {vigil_epoch:.2f} | |")
     for threads, (_, secs) in peer.items():
         print(f"| PyTorch, {threads} thread(s) | {secs:.2f} | {vigil_epoch / secs:.2f}x |")
+    if args.listeners:
+        n_docs, backfill, on_all = listener_figures(open(args.listeners).read())
+        limits = {threads: forward_256(x[:n_docs], threads) for threads in sorted({1, cores})}
+        top = limits[max(limits)]
+        print(f"\n| listener backfill on SQLite, {n_docs:,} digits, batch 256 | docs/s | ratio to PyTorch's forward on {max(limits)} thread(s) |")
+        print("| --- | ---: | ---: |")
+        print(f"| vigil backfill, model on {vigil_threads} thread(s) (default) | {backfill:,.0f} | {backfill / top:.2f} |")
+        if on_all:
+            print(f"| vigil backfill, model on {on_all[0]} threads | {on_all[1]:,.0f} | {on_all[1] / top:.2f} |")
+        for threads, rate in limits.items():
+            print(f"| PyTorch forward pass only, tensors in memory, {threads} thread(s) | {rate:,.0f} | {rate / top:.2f} |")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 //! a worker SIGKILLed at random moments, again and again, loses and duplicates nothing; a
 //! server killed and restarted mid-backfill loses nothing either; documents written by
 //! pymongo in another process get their predictions; a change stream position fallen off the
-//! oplog re-scans; `vigil demo mnist` runs to its summary.
+//! oplog re-scans; a transaction left open by a dead process holds nothing up for good;
+//! `vigil demo mnist` runs to its summary.
 //!
 //! The shared server is `$VIGIL_TEST_MONGODB` (by default `mongodb://127.0.0.1:27017`); each
 //! test has a database of its own. The restart test starts a server of its own with
@@ -18,6 +19,30 @@ use vigil::{json, Datalayer, MongoBackend, OutputCount};
 
 fn server() -> String {
     std::env::var("VIGIL_TEST_MONGODB").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into())
+}
+
+/// How long any one of these tests may run (the kill test takes about 3 minutes on 2 cores).
+const LIMIT_S: u64 = 15 * 60;
+
+/// Ends the whole test process, with a message, if the test holding the returned guard is
+/// still running after `limit`. A MongoDB-wire server that stops answering would otherwise
+/// hang the driver's calls, the test, and the CI run behind it, for good; a test that fails
+/// in minutes says what hung.
+#[must_use]
+fn watchdog(test: &'static str, limit: Duration) -> std::sync::mpsc::Sender<()> {
+    let (guard, done) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(limit) {
+            eprintln!(
+                "{test} still running after {} s: the MongoDB server at {} may have stopped \
+                 answering; ending the test process",
+                limit.as_secs(),
+                server()
+            );
+            std::process::exit(3);
+        }
+    });
+    guard
 }
 
 fn venv_bin(name: &str, var: &str) -> PathBuf {
@@ -100,6 +125,10 @@ impl Lcg {
 
 #[test]
 fn a_worker_killed_at_random_moments_loses_nothing_on_mongodb() {
+    let _watch = watchdog(
+        "a_worker_killed_at_random_moments_loses_nothing_on_mongodb",
+        Duration::from_secs(LIMIT_S),
+    );
     const N: usize = 5000;
     let (db, url) = fresh(&server());
     insert_digits(&db, N);
@@ -241,6 +270,10 @@ impl Drop for OwnServer {
 
 #[test]
 fn a_server_killed_and_restarted_mid_backfill_loses_nothing() {
+    let _watch = watchdog(
+        "a_server_killed_and_restarted_mid_backfill_loses_nothing",
+        Duration::from_secs(LIMIT_S),
+    );
     const N: usize = 2000;
     let mut own = OwnServer::start();
     let url = format!("{}/vigil_restart", own.url());
@@ -286,6 +319,10 @@ fn a_server_killed_and_restarted_mid_backfill_loses_nothing() {
 
 #[test]
 fn a_change_stream_position_fallen_off_the_oplog_rescans_and_says_so() {
+    let _watch = watchdog(
+        "a_change_stream_position_fallen_off_the_oplog_rescans_and_says_so",
+        Duration::from_secs(LIMIT_S),
+    );
     // A server keeping only the last 5,000 changes (room for a batch's own writes, which a
     // far smaller oplog would push out between two reads): the stored position falls off
     // while no vigil process reads the stream.
@@ -345,8 +382,102 @@ fn a_change_stream_position_fallen_off_the_oplog_rescans_and_says_so() {
     }
 }
 
+/// A process that died inside a transaction holding every queue entry and the change
+/// stream's position: pymongo in another process opens the transaction, and is SIGKILLed. With
+/// `record`, it had recorded its session as a vigil process does (`vigil_sessions`), so a
+/// process of the same host can end it; without, only the server can, when the transaction's
+/// lifetime (60 s by default) runs out. Returns how long `vigil worker --once` took to finish
+/// the backfill after it; every case ends with exactly one output per digit.
+fn worker_after_a_dead_transaction(record: bool) -> Duration {
+    const N: usize = 300;
+    let (db, url) = fresh(&server());
+    insert_digits(&db, N);
+    vigil_conformance::data::add_lenet5_onnx(&db, 64);
+    db.listen("mnist", "img", "lenet5", json!({})).unwrap();
+    let script = r#"
+import os, socket, sys, time, pymongo
+url, name, record = sys.argv[1], sys.argv[2], sys.argv[3] == "record"
+client = pymongo.MongoClient(url)
+db = client[name]
+s = client.start_session()
+if record:
+    owner = f"{socket.gethostname()}:{os.getpid()}:0"
+    db.vigil_sessions.insert_one({"_id": s.session_id["id"], "owner": owner, "lsid": s.session_id})
+s.start_transaction()
+held = db.vigil_queue.update_many({}, {"$set": {"held": True}}, session=s).modified_count
+db.vigil_capture.update_many({}, {"$set": {"held": True}}, session=s)
+print(held, flush=True)
+time.sleep(3600)
+"#;
+    let python = venv_bin("python", "VIGIL_PYTHON");
+    let name = url.rsplit('/').next().unwrap();
+    let mut holder = Command::new(&python)
+        .args(["-c", script, &server(), name])
+        .arg(if record { "record" } else { "no" })
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} must run: {e}", python.display()));
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(
+        line.trim(),
+        N.to_string(),
+        "the transaction holds every entry"
+    );
+    holder.kill().unwrap(); // SIGKILL: the transaction stays open in the server
+    holder.wait().unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .env_remove("VIGIL_DB")
+        .args(["--db", &url, "worker", "--once"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_all(&db, N, 1);
+    took
+}
+
+#[test]
+fn a_transaction_left_open_by_a_dead_process_of_this_host_is_ended() {
+    let _watch = watchdog(
+        "a_transaction_left_open_by_a_dead_process_of_this_host_is_ended",
+        Duration::from_secs(LIMIT_S),
+    );
+    let took = worker_after_a_dead_transaction(true);
+    // Ended by the worker, not by the server's lifetime limit (60 s): it did not wait that.
+    assert!(
+        took < Duration::from_secs(45),
+        "the worker waited {took:?} for the dead transaction"
+    );
+}
+
+#[test]
+fn a_transaction_left_open_by_an_unknown_process_is_waited_out() {
+    let _watch = watchdog(
+        "a_transaction_left_open_by_an_unknown_process_is_waited_out",
+        Duration::from_secs(LIMIT_S),
+    );
+    // Before, a plain write behind it waited for good on SecantusDB, and `vigil worker
+    // --once` with it: the server aborts such a transaction only when another one's statement
+    // arrives, and nothing else was running.
+    worker_after_a_dead_transaction(false);
+}
+
 #[test]
 fn the_demo_runs_to_its_summary_on_mongodb() {
+    let _watch = watchdog(
+        "the_demo_runs_to_its_summary_on_mongodb",
+        Duration::from_secs(LIMIT_S),
+    );
     let (db, url) = fresh(&server());
     let out_dir = tempfile::tempdir().unwrap();
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
@@ -392,6 +523,10 @@ fn the_demo_runs_to_its_summary_on_mongodb() {
 
 #[test]
 fn documents_written_by_pymongo_get_predictions_from_a_running_worker() {
+    let _watch = watchdog(
+        "documents_written_by_pymongo_get_predictions_from_a_running_worker",
+        Duration::from_secs(LIMIT_S),
+    );
     let (db, url) = fresh(&server());
     vigil_conformance::data::add_lenet5_onnx(&db, 64);
     db.listen("mnist", "img", "lenet5", json!({})).unwrap();

@@ -100,13 +100,18 @@ pub(crate) fn ensure_position(backend: &MongoBackend) -> Result<()> {
         return Ok(());
     }
     let token = position_now(backend)?;
-    backend
-        .collection(STATE)
-        .update_one(doc! { "_id": STREAM }, doc! { "$set": { "token": token } })
-        .upsert(true)
-        .run()
-        .map_err(db_err("storing the change stream's position"))?;
-    Ok(())
+    // In a transaction, as every write to the position is: a plain write would wait behind
+    // the capture transaction of a process killed mid-read until the server aborted it.
+    backend.transaction("storing the change stream's position", |session| {
+        backend
+            .collection(STATE)
+            .update_one(doc! { "_id": STREAM }, doc! { "$set": { "token": &token } })
+            .upsert(true)
+            .session(session)
+            .run()
+            .map(|_| ())
+            .map_err(db_err("storing the change stream's position"))
+    })
 }
 
 /// Whether two dotted paths overlap: one is the other or lies inside it.
@@ -253,14 +258,23 @@ fn capture_batch(
         // Nothing for the listeners. The position moves on once a stretch is worth skipping
         // (moving it is itself a change, which the next read would see).
         if end != start && events.len() >= 100 {
-            backend
-                .collection(STATE)
-                .update_one(
-                    doc! { "_id": STREAM, "token": &start },
-                    doc! { "$set": { "token": end } },
-                )
-                .run()
-                .map_err(db_err("storing the change stream's position"))?;
+            // Best effort (tried once): another process holding the position moves it on.
+            let moved = backend.transaction_once("storing the change stream's position", |s| {
+                backend
+                    .collection(STATE)
+                    .update_one(
+                        doc! { "_id": STREAM, "token": &start },
+                        doc! { "$set": { "token": &end } },
+                    )
+                    .session(s)
+                    .run()
+                    .map(|_| ())
+                    .map_err(db_err("storing the change stream's position"))
+            });
+            match moved {
+                Err(e) if !crate::error::is_transient_error(&e) => return Err(e),
+                _ => {}
+            }
         }
         return Ok((false, full));
     }

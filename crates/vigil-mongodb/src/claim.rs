@@ -55,30 +55,84 @@ fn take(
 ) -> Result<Vec<WorkItem>> {
     let queue = backend.collection("vigil_queue");
     let due = doc! { "not_before": { "$lte": t }, "claimed_until": { "$lte": t } };
-    let keys: Vec<Bson> = queue
-        .find(due.clone())
-        .projection(doc! { "_id": 1 })
-        .sort(doc! { "not_before": 1 })
-        .limit(limit as i64)
-        .run()
-        .map_err(db_err("claiming work"))?
-        .filter_map(|d| d.ok().and_then(|d| d.get("_id").cloned()))
-        .collect();
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
+    let due_keys = || -> Result<Vec<Bson>> {
+        Ok(queue
+            .find(due.clone())
+            .projection(doc! { "_id": 1 })
+            .sort(doc! { "not_before": 1 })
+            .limit(limit as i64)
+            .run()
+            .map_err(db_err("claiming work"))?
+            .filter_map(|d| d.ok().and_then(|d| d.get("_id").cloned()))
+            .collect())
+    };
     let until = t + lease.as_secs_f64();
-    // `_id` first: a planner that takes the first indexed clause (SecantusDB's) then looks
-    // up these keys instead of walking every due entry against the whole `$in` list.
-    let mut won = doc! { "_id": { "$in": &keys } };
-    won.extend(due);
-    queue
-        .update_many(
-            won,
-            doc! { "$set": { "claimed_by": worker, "claimed_until": until } },
-        )
-        .run()
-        .map_err(db_err("claiming work"))?;
+    let lease_to = |keys: &[Bson], retry_for: Duration| {
+        // `_id` first: a planner that takes the first indexed clause (SecantusDB's) then
+        // looks up these keys instead of walking every due entry against the whole `$in`.
+        let mut won = doc! { "_id": { "$in": keys } };
+        won.extend(due.clone());
+        let set = doc! { "$set": { "claimed_by": worker, "claimed_until": until } };
+        backend.transaction_for("claiming work", retry_for, |session| {
+            queue
+                .update_many(won.clone(), set.clone())
+                .session(session)
+                .run()
+                .map(|r| r.modified_count)
+                .map_err(db_err("claiming work"))
+        })
+    };
+    // In a transaction, so that an entry still written by another open transaction is a
+    // write conflict at once, not a write that waits for it. A conflict with a live peer (a
+    // worker claiming the same entries, the change stream's reader queueing a change) is
+    // over in milliseconds: the due entries are read again and the claim tried again.
+    let mut keys = Vec::new();
+    for attempt in 1..=5u64 {
+        keys = due_keys()?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        match lease_to(&keys, Duration::ZERO) {
+            Ok(_) => return read_back(backend, worker, &keys, until),
+            Err(e) if crate::error::is_transient_error(&e) => {
+                std::thread::sleep(Duration::from_millis(5 * attempt));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // Still in conflict: a worker killed mid-apply leaves its transaction open until the
+    // server aborts it (60 s later, by default). Such a process of this host has its
+    // sessions ended at once; for one elsewhere, the entries are leased one by one and the
+    // ones it holds left for later, as `SKIP LOCKED` does, and only when it holds every one
+    // does the claim wait for it.
+    if crate::sessions::end_dead(backend)? > 0 {
+        keys = due_keys()?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+    }
+    let mut leased = 0;
+    for key in &keys {
+        match lease_to(std::slice::from_ref(key), Duration::ZERO) {
+            Ok(n) => leased += n,
+            Err(e) if crate::error::is_transient_error(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if leased == 0 {
+        lease_to(&keys, crate::TRANSIENT_RETRY)?;
+    }
+    read_back(backend, worker, &keys, until)
+}
+
+/// The entries among `keys` that `worker` holds with the lease `until`.
+fn read_back(
+    backend: &MongoBackend,
+    worker: &str,
+    keys: &[Bson],
+    until: f64,
+) -> Result<Vec<WorkItem>> {
+    let queue = backend.collection("vigil_queue");
     // Those this worker won: others may have taken some between the read and the update.
     let cursor = queue
         .find(doc! { "_id": { "$in": &keys }, "claimed_by": worker, "claimed_until": until })
@@ -106,19 +160,32 @@ fn release_dead(backend: &MongoBackend, t: f64) -> Result<u64> {
         .distinct("claimed_by", doc! { "claimed_until": { "$gt": t } })
         .run()
         .map_err(db_err("listing claims"))?;
-    let mut released = 0;
-    for holder in holders
+    let dead: Vec<&str> = holders
         .iter()
         .filter_map(Bson::as_str)
         .filter(|h| claimer_is_dead(h))
-    {
-        released += queue
-            .update_many(
-                doc! { "claimed_by": holder, "claimed_until": { "$gt": 0.0 } },
-                doc! { "$set": { "claimed_until": 0.0 } },
-            )
-            .run()
-            .map_err(db_err("releasing a dead worker's claims"))?
+        .collect();
+    if dead.is_empty() {
+        return Ok(0);
+    }
+    // Their open transactions first (one killed mid-apply holds its entries), so that the
+    // entries are free to release.
+    crate::sessions::end_dead(backend)?;
+    let mut released = 0;
+    for holder in dead {
+        // Should a transaction of it still hold these entries, the release waits for the
+        // server to abort it.
+        released += backend
+            .transaction("releasing a dead worker's claims", |session| {
+                queue
+                    .update_many(
+                        doc! { "claimed_by": holder, "claimed_until": { "$gt": 0.0 } },
+                        doc! { "$set": { "claimed_until": 0.0 } },
+                    )
+                    .session(session)
+                    .run()
+                    .map_err(db_err("releasing a dead worker's claims"))
+            })?
             .modified_count;
     }
     Ok(released)
@@ -143,14 +210,22 @@ impl Drop for MongoClaim {
             .iter()
             .map(|i| entry_key(&i.listener, &i.doc_id))
             .collect();
+        // In a transaction tried once: a plain write would wait on (and, on SecantusDB, for
+        // ever behind) an entry another dead process's transaction holds.
+        let queue = self.backend.collection("vigil_queue");
         let _ = self
             .backend
-            .collection("vigil_queue")
-            .update_many(
-                doc! { "_id": { "$in": keys }, "claimed_by": &self.worker },
-                doc! { "$set": { "claimed_until": 0.0 } },
-            )
-            .run();
+            .transaction_once("releasing a claim", |session| {
+                queue
+                    .update_many(
+                        doc! { "_id": { "$in": &keys }, "claimed_by": &self.worker },
+                        doc! { "$set": { "claimed_until": 0.0 } },
+                    )
+                    .session(session)
+                    .run()
+                    .map(|_| ())
+                    .map_err(db_err("releasing a claim"))
+            });
     }
 }
 

@@ -22,6 +22,28 @@ pub(crate) fn output_path(listener: &ListenerRecord) -> String {
     format!("{OUTPUTS_FIELD}.{}.{}", listener.key, listener.model)
 }
 
+/// Runs `each` on every row `filter` finds in `coll` (with `projection`) inside `session`,
+/// as the rows come: a session's cursor must be advanced with that session.
+pub(crate) fn for_each_row(
+    coll: &mongodb::sync::Collection<bson::Document>,
+    filter: bson::Document,
+    projection: bson::Document,
+    session: &mut ClientSession,
+    what: &str,
+    mut each: impl FnMut(bson::Document) -> Result<()>,
+) -> Result<()> {
+    let mut cursor = coll
+        .find(filter)
+        .projection(projection)
+        .session(&mut *session)
+        .run()
+        .map_err(db_err(what))?;
+    while let Some(row) = cursor.next(&mut *session) {
+        each(row.map_err(db_err(what))?)?;
+    }
+    Ok(())
+}
+
 /// The installed listeners, in installation order, read inside a session or not.
 pub(crate) fn read_listeners(
     backend: &MongoBackend,
@@ -85,19 +107,19 @@ pub(crate) fn enqueue(
             .map(|id| Bson::String(entry_key(listener, &from_bson(id.clone()))))
             .collect();
         let mut existing = std::collections::HashSet::new();
-        let mut cursor = queue
-            .find(doc! { "_id": { "$in": &keys } })
-            .projection(doc! { "_id": 1 })
-            .session(&mut *session)
-            .run()
-            .map_err(db_err("reading the queue"))?;
-        while let Some(row) = cursor.next(&mut *session) {
-            let row = row.map_err(db_err("reading the queue"))?;
-            if let Ok(k) = row.get_str("_id") {
-                existing.insert(k.to_string());
-            }
-        }
-        drop(cursor);
+        for_each_row(
+            &queue,
+            doc! { "_id": { "$in": &keys } },
+            doc! { "_id": 1 },
+            session,
+            "reading the queue",
+            |row| {
+                if let Ok(k) = row.get_str("_id") {
+                    existing.insert(k.to_string());
+                }
+                Ok(())
+            },
+        )?;
         if !existing.is_empty() {
             let mut set = doc! { "attempts": 0_i64, "not_before": 0.0, "claimed_until": 0.0 };
             if let Some(job) = job {
@@ -152,34 +174,31 @@ pub(crate) fn selected_ids(
     } else {
         doc! { "_id": 1 }
     };
-    let mut cursor = coll
-        .find(server.query)
-        .projection(projection)
-        .session(&mut *session)
-        .run()
-        .map_err(db_err("reading a listener's select"))?;
-    while let Some(row) = cursor.next(&mut *session) {
-        let row = row.map_err(db_err("reading a listener's select"))?;
-        if server.recheck {
-            let shown = shown(row.clone(), &[]);
-            if !select.matches(&shown) {
-                continue;
+    for_each_row(
+        &coll,
+        server.query,
+        projection,
+        session,
+        "reading a listener's select",
+        |row| {
+            if server.recheck && !select.matches(&shown(row.clone(), &[])) {
+                return Ok(());
             }
-        }
-        ids.push(row.get(ID_FIELD).cloned().unwrap_or(Bson::Null));
-    }
-    drop(cursor);
-    let mut cursor = backend
-        .collection("vigil_outputs")
-        .find(doc! { "listener": &listener.name })
-        .projection(doc! { "doc_id": 1 })
-        .session(&mut *session)
-        .run()
-        .map_err(db_err("reading a listener's outputs"))?;
-    while let Some(row) = cursor.next(&mut *session) {
-        let row = row.map_err(db_err("reading a listener's outputs"))?;
-        ids.push(row.get("doc_id").cloned().unwrap_or(Bson::Null));
-    }
+            ids.push(row.get(ID_FIELD).cloned().unwrap_or(Bson::Null));
+            Ok(())
+        },
+    )?;
+    for_each_row(
+        &backend.collection("vigil_outputs"),
+        doc! { "listener": &listener.name },
+        doc! { "doc_id": 1 },
+        session,
+        "reading a listener's outputs",
+        |row| {
+            ids.push(row.get("doc_id").cloned().unwrap_or(Bson::Null));
+            Ok(())
+        },
+    )?;
     // A document both selected and holding an output is one piece of work.
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(id_key(&from_bson(id.clone()))));

@@ -43,12 +43,9 @@ pub(crate) fn store_job(
 
 impl Jobs for MongoBackend {
     fn put_job(&self, job: &JobRecord) -> Result<()> {
-        self.collection("vigil_jobs")
-            .replace_one(doc! { "_id": &job.id }, to_row(job)?)
-            .upsert(true)
-            .run()
-            .map(|_| ())
-            .map_err(db_err("storing a job"))
+        // In a transaction: a batch's apply counts its job's progress in its own, and a
+        // plain write would wait behind that of a worker killed mid-apply.
+        self.transaction("storing a job", |session| store_job(self, session, job))
     }
 
     fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {

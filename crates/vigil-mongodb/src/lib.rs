@@ -4,7 +4,8 @@
 //! reads naturally (the value format is in [`bson`](crate::bson)); listener outputs are written
 //! into the documents themselves at `_outputs.<key>.<model>`, next to the data, with their
 //! bookkeeping (model version, input hash, time) in `vigil_outputs`. The registry, artifacts,
-//! jobs, listeners, the work queue and the errors live in `vigil_*` collections of the same
+//! jobs, listeners, the work queue, the errors and the sessions of vigil processes (see
+//! [`sessions`](crate::sessions)) live in `vigil_*` collections of the same
 //! database. Filters run in the server (see [`query`](crate::query)). Writes from any client
 //! reach the listeners through a change stream (see [`capture`](crate::capture)).
 
@@ -19,6 +20,7 @@ mod outputs;
 mod query;
 mod queue;
 mod registry;
+mod sessions;
 
 use std::sync::Arc;
 
@@ -35,6 +37,8 @@ pub struct MongoBackend {
     db: Database,
     // A test's private database, dropped when the last clone goes.
     _ephemeral: Option<Arc<Ephemeral>>,
+    // The session ids recorded in `vigil_sessions` (see `sessions`).
+    sessions: Arc<sessions::Recorded>,
 }
 
 struct Ephemeral(Database);
@@ -52,6 +56,11 @@ impl std::fmt::Debug for MongoBackend {
             .finish_non_exhaustive()
     }
 }
+
+/// How long a transaction that keeps meeting write conflicts is run again: past MongoDB's
+/// default `transactionLifetimeLimitSeconds` (60), after which the server aborts a dead
+/// client's transaction and its writes stop conflicting.
+pub(crate) const TRANSIENT_RETRY: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The database a URL names when its path names none.
 pub const DEFAULT_DATABASE: &str = "vigil";
@@ -83,42 +92,67 @@ impl MongoBackend {
             client,
             _ephemeral: ephemeral.then(|| Arc::new(Ephemeral(db.clone()))),
             db,
+            sessions: Arc::default(),
         };
         backend.create_schema()?;
         Ok(backend)
     }
 
-    /// vigil's own collections and their indexes (creating them is idempotent).
+    /// vigil's own collections and their indexes. Only missing indexes are created: every
+    /// process connects, and `createIndexes` is a DDL command that takes collection locks (and
+    /// needs the `createIndex` privilege) even when the index exists; a `listIndexes` read
+    /// does neither. (On SecantusDB a `createIndexes` queued behind the open transaction of a
+    /// SIGKILLed process could wait for good, which hung a restarting worker.)
     fn create_schema(&self) -> Result<()> {
-        use mongodb::bson::doc;
+        use mongodb::bson::{doc, Document};
+        use mongodb::options::IndexOptions;
         use mongodb::IndexModel;
-        let index = |coll: &str, keys: mongodb::bson::Document| -> Result<()> {
-            self.db
-                .collection::<mongodb::bson::Document>(coll)
-                .create_index(IndexModel::builder().keys(keys).build())
+        let unique = IndexOptions::builder().unique(true).build();
+        let wanted: [(&str, Document, Option<IndexOptions>); 6] = [
+            (
+                "vigil_components",
+                doc! {"kind": 1, "identifier": 1, "version": 1},
+                Some(unique),
+            ),
+            ("vigil_queue", doc! {"not_before": 1}, None),
+            ("vigil_queue", doc! {"listener": 1}, None),
+            (
+                "vigil_outputs",
+                doc! {"listener": 1, "computed_at": 1},
+                None,
+            ),
+            ("vigil_errors", doc! {"listener": 1}, None),
+            ("vigil_jobs", doc! {"started": -1}, None),
+        ];
+        for (coll, keys, options) in wanted {
+            let collection = self.db.collection::<Document>(coll);
+            if self.index_keys(coll)?.contains(&keys) {
+                continue;
+            }
+            collection
+                .create_index(IndexModel::builder().keys(keys).options(options).build())
                 .run()
-                .map(|_| ())
-                .map_err(db_err(format!("creating vigil's index on {coll}")))
-        };
-        let unique = mongodb::options::IndexOptions::builder()
-            .unique(true)
-            .build();
-        self.db
-            .collection::<mongodb::bson::Document>("vigil_components")
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! {"kind": 1, "identifier": 1, "version": 1})
-                    .options(unique)
-                    .build(),
-            )
-            .run()
-            .map_err(db_err("creating vigil's index on vigil_components"))?;
-        index("vigil_queue", doc! {"not_before": 1})?;
-        index("vigil_queue", doc! {"listener": 1})?;
-        index("vigil_outputs", doc! {"listener": 1, "computed_at": 1})?;
-        index("vigil_errors", doc! {"listener": 1})?;
-        index("vigil_jobs", doc! {"started": -1})?;
+                .map_err(db_err(format!("creating vigil's index on {coll}")))?;
+        }
         Ok(())
+    }
+
+    /// The key documents of `coll`'s indexes; none when the collection does not exist yet.
+    fn index_keys(&self, coll: &str) -> Result<Vec<mongodb::bson::Document>> {
+        let listed = match self
+            .db
+            .collection::<mongodb::bson::Document>(coll)
+            .list_indexes()
+            .run()
+        {
+            Ok(cursor) => cursor,
+            Err(e) if error::code(&e) == Some(26) => return Ok(Vec::new()), // NamespaceNotFound
+            Err(e) => return Err(db_err(format!("listing the indexes of {coll}"))(e)),
+        };
+        listed
+            .map(|index| index.map(|index| index.keys))
+            .collect::<mongodb::error::Result<Vec<_>>>()
+            .map_err(db_err(format!("listing the indexes of {coll}")))
     }
 
     /// The database's name.
@@ -127,20 +161,56 @@ impl MongoBackend {
     }
 
     /// Runs `body` in one transaction on a session of its own, retrying the whole when the
-    /// server says the failure was transient (a write conflict with another transaction).
+    /// server says the failure was transient (a write conflict with another transaction) for
+    /// up to [`TRANSIENT_RETRY`]: long enough to outlast the open transaction of a process
+    /// killed mid-write, which the server aborts after `transactionLifetimeLimitSeconds`
+    /// (60 s by default).
     pub(crate) fn transaction<T>(
         &self,
         what: &str,
+        body: impl FnMut(&mut ClientSession) -> Result<T>,
+    ) -> Result<T> {
+        self.transaction_for(what, TRANSIENT_RETRY, body)
+    }
+
+    /// [`transaction`](Self::transaction) tried once: a write conflict comes back as the
+    /// error (see [`error::is_transient_error`]), for callers that would rather do something
+    /// else than wait.
+    pub(crate) fn transaction_once<T>(
+        &self,
+        what: &str,
+        body: impl FnMut(&mut ClientSession) -> Result<T>,
+    ) -> Result<T> {
+        self.transaction_for(what, std::time::Duration::ZERO, body)
+    }
+
+    /// [`transaction`](Self::transaction), run again on write conflicts for `retry_for`.
+    pub(crate) fn transaction_for<T>(
+        &self,
+        what: &str,
+        retry_for: std::time::Duration,
         mut body: impl FnMut(&mut ClientSession) -> Result<T>,
     ) -> Result<T> {
+        let started = std::time::Instant::now();
         let mut session = self
             .client
             .start_session()
             .run()
             .map_err(db_err(format!("starting a session for {what}")))?;
-        let mut attempt = 0;
+        sessions::record(self, &session)?;
+        let mut attempt: u64 = 0;
+        let mut ended_dead = None;
         loop {
             attempt += 1;
+            let again = started.elapsed() < retry_for;
+            // Conflicts that outlast a live peer's transaction may be a dead process's: its
+            // sessions are ended (on this host), now and every few seconds while they last.
+            if attempt >= 3
+                && ended_dead.is_none_or(|at: std::time::Instant| at.elapsed().as_secs() >= 5)
+            {
+                let _ = sessions::end_dead(self);
+                ended_dead = Some(std::time::Instant::now());
+            }
             session
                 .start_transaction()
                 .run()
@@ -149,13 +219,17 @@ impl MongoBackend {
             match result {
                 Ok(value) => match commit(&mut session) {
                     Ok(()) => return Ok(value),
-                    Err(e) if error::is_transient(&e) && attempt < 50 => continue,
+                    Err(e) if error::is_transient(&e) && again => continue,
                     Err(e) => return Err(db_err(format!("committing {what}"))(e)),
                 },
                 Err(e) => {
                     let _ = session.abort_transaction().run();
-                    if error::is_transient_error(&e) && attempt < 50 {
-                        std::thread::sleep(std::time::Duration::from_millis(2 * attempt));
+                    if error::is_transient_error(&e) && again {
+                        // Short waits first (a live peer's transaction ends in milliseconds),
+                        // then a steady poll for a dead one's to be aborted.
+                        std::thread::sleep(std::time::Duration::from_millis(
+                            (2 * attempt).min(250),
+                        ));
                         continue;
                     }
                     return Err(e);

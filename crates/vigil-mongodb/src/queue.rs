@@ -19,7 +19,9 @@ use vigil_core::listen::{now, Claim, FailureRecord, JobRecord, JobStatus, Listen
 use vigil_core::{Filter, Queue, Result, Value};
 
 use crate::bson::from_bson;
-use crate::entries::{enqueue, entry_key, output_path, read_listeners, remove, selected_ids};
+use crate::entries::{
+    enqueue, entry_key, for_each_row, output_path, read_listeners, remove, selected_ids,
+};
 use crate::error::db_err;
 use crate::MongoBackend;
 
@@ -138,16 +140,17 @@ impl Queue for MongoBackend {
         self.transaction("retrying parked documents", |session| {
             let errors = self.collection("vigil_errors");
             let mut ids = Vec::new();
-            let mut cursor = errors
-                .find(doc! { "listener": listener, "parked": true })
-                .session(&mut *session)
-                .run()
-                .map_err(db_err("reading errors"))?;
-            while let Some(row) = cursor.next(&mut *session) {
-                let row = row.map_err(db_err("reading errors"))?;
-                ids.push(row.get("doc_id").cloned().unwrap_or(Bson::Null));
-            }
-            drop(cursor);
+            for_each_row(
+                &errors,
+                doc! { "listener": listener, "parked": true },
+                doc! { "doc_id": 1 },
+                session,
+                "reading errors",
+                |row| {
+                    ids.push(row.get("doc_id").cloned().unwrap_or(Bson::Null));
+                    Ok(())
+                },
+            )?;
             enqueue(self, session, listener, &ids, None)?;
             let n = errors
                 .update_many(

@@ -88,57 +88,78 @@ fn main() {
 fn sqlite_backfill(docs: &[Document]) {
     let values: Vec<Value> = docs.iter().map(|d| d.get("img").unwrap().clone()).collect();
     let n = docs.len();
-    // The limit: the same model on the same batch size, in memory.
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    // The limit: the same model on the same batch size, in memory; on the model's default
+    // threads (half the cores) and on every core.
     let m = model();
+    let all = model().threads(cores).unwrap();
     let (data, shape) = m.preprocess_batch(&values, 0).unwrap();
     let width: usize = shape.iter().product();
-    let (mut forward, mut predict, mut backfill) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut forward, mut forward_all, mut predict) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut backfill, mut backfill_all) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        let t = Instant::now();
-        for chunk in data.chunks(BATCH * width) {
-            let rows = chunk.len() / width;
-            std::hint::black_box(m.forward(chunk.to_vec(), rows, &shape).unwrap());
+        for (m, out) in [(&m, &mut forward), (&all, &mut forward_all)] {
+            let t = Instant::now();
+            for chunk in data.chunks(BATCH * width) {
+                let rows = chunk.len() / width;
+                std::hint::black_box(m.forward(chunk.to_vec(), rows, &shape).unwrap());
+            }
+            out.push(n as f64 / t.elapsed().as_secs_f64());
         }
-        forward.push(n as f64 / t.elapsed().as_secs_f64());
         let t = Instant::now();
         std::hint::black_box(vigil::Model::predict(&m, &values).unwrap());
         predict.push(n as f64 / t.elapsed().as_secs_f64());
-
-        let dir = tempfile::tempdir().unwrap();
-        let db =
-            vigil::connect(&format!("sqlite://{}", dir.path().join("b.db").display())).unwrap();
-        db.collection("mnist")
-            .unwrap()
-            .insert_many(docs.to_vec())
-            .unwrap();
-        db.add_model(&mut model()).unwrap();
-        let t = Instant::now();
-        db.listen("mnist", "img", "lenet5", json!({})).unwrap();
-        let applied = db
-            .worker(WorkerOptions::new().batch_size(BATCH))
-            .unwrap()
-            .drain()
-            .unwrap();
-        backfill.push(n as f64 / t.elapsed().as_secs_f64());
-        assert_eq!(applied.written, n as u64);
+        for (threads, out) in [(None, &mut backfill), (Some(cores), &mut backfill_all)] {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("b.db").display());
+            let db = vigil::connect(&url).unwrap();
+            db.collection("mnist")
+                .unwrap()
+                .insert_many(docs.to_vec())
+                .unwrap();
+            let mut model = match threads {
+                Some(t) => model().threads(t).unwrap(),
+                None => model(),
+            };
+            db.add_model(&mut model).unwrap();
+            let t = Instant::now();
+            db.listen("mnist", "img", "lenet5", json!({})).unwrap();
+            let applied = db
+                .worker(WorkerOptions::new().batch_size(BATCH))
+                .unwrap()
+                .drain()
+                .unwrap();
+            out.push(n as f64 / t.elapsed().as_secs_f64());
+            assert_eq!(applied.written, n as u64);
+        }
     }
-    let (f, p, b) = (
+    let (f, fa, p) = (
         median(&mut forward),
+        median(&mut forward_all),
         median(&mut predict),
-        median(&mut backfill),
     );
+    let (b, ba) = (median(&mut backfill), median(&mut backfill_all));
+    let threads = vigil::ml::default_threads();
     println!("## Backfill of {n} digits on SQLite, LeNet5 (burn), batch {BATCH}, median of 3\n");
     println!("| | docs/s | backfill as a fraction |");
     println!("|---|---:|---:|");
     println!(
-        "| forward pass on tensors in memory | {f:.0} | {:.2} |",
+        "| forward pass on tensors in memory, {threads} thread(s) (the default) | {f:.0} | {:.2} |",
         b / f
+    );
+    println!(
+        "| forward pass on tensors in memory, {cores} threads | {fa:.0} | {:.2} |",
+        b / fa
     );
     println!(
         "| predict on PNG values in memory (decode + preprocess + forward) | {p:.0} | {:.2} |",
         b / p
     );
-    println!("| backfill from SQLite through the listener | {b:.0} | 1.00 |\n");
+    println!("| backfill from SQLite through the listener | {b:.0} | 1.00 |");
+    println!(
+        "| backfill from SQLite, the model on {cores} threads | {ba:.0} | {:.2} |\n",
+        b / ba
+    );
 }
 
 fn latency(name: &str, db: &Datalayer, url: &str, docs: &[Document]) {
