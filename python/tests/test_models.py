@@ -168,7 +168,12 @@ def test_python_model_behind_a_killed_worker_loses_nothing(db_url, digits, tmp_p
     assert db.errors() == []
 
 
-INTERRUPTED_FIT = textwrap.dedent("""
+# A process started in the background by a non-interactive shell (CI's, say) inherits SIGINT
+# ignored, and Python then installs no handler: Ctrl-C would never reach it. The scripts put
+# Python's own handler back, as an interactive session has it.
+RESTORE_CTRL_C = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+INTERRUPTED_FIT = RESTORE_CTRL_C + textwrap.dedent("""
     import sys, time
     import vigil
 
@@ -260,7 +265,7 @@ def test_python_models_that_hang_raise_or_return_garbage_fail_alone(db_url, tmp_
         db.retry_parked("numbers/n/nope")
 
 
-INTERRUPTED_BACKFILL = textwrap.dedent("""
+INTERRUPTED_BACKFILL = RESTORE_CTRL_C + textwrap.dedent("""
     import sys, time
     import vigil
 
