@@ -102,7 +102,7 @@ def listener_figures(text):
     """The SQLite backfill figures of `cargo bench -p vigil --bench listeners`."""
     n = int(re.search(r"Backfill of (\d+) digits on SQLite", text).group(1))
     default = float(re.search(r"\| backfill from SQLite through the listener \| (\d+) \|", text).group(1))
-    m = re.search(r"\| backfill from SQLite, the model on (\d+) threads \| (\d+) \|", text)
+    m = re.search(r"\| backfill from SQLite, the model on (\d+) threads? \| (\d+) \|", text)
     return n, default, (int(m.group(1)), float(m.group(2))) if m else None
 
 
@@ -172,7 +172,7 @@ def main():
         print("| --- | ---: | ---: |")
         print(f"| vigil backfill, model on {vigil_threads} thread(s) (default) | {backfill:,.0f} | {backfill / top:.2f} |")
         if on_all:
-            print(f"| vigil backfill, model on {on_all[0]} threads | {on_all[1]:,.0f} | {on_all[1] / top:.2f} |")
+            print(f"| vigil backfill, model on {on_all[0]} thread(s) | {on_all[1]:,.0f} | {on_all[1] / top:.2f} |")
         for threads, rate in limits.items():
             print(f"| PyTorch forward pass only, tensors in memory, {threads} thread(s) | {rate:,.0f} | {rate / top:.2f} |")
 

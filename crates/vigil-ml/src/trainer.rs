@@ -448,7 +448,12 @@ pub fn fit(
 
     let start = Instant::now();
     let mut stopped_early = false;
-    let pool = model.pool.clone();
+    // Steps run on one thread whatever the model's pool: burn's parallel reductions sum in
+    // an order that depends on the thread count, so a seeded fit gave different weights on 2
+    // threads than on 1 (`training_is_deterministic_given_the_seed` caught it when the
+    // default pool grew to every core). One thread keeps a seed's model the same on every
+    // machine; training on every core stays open (BENCHMARKS.md, issue 15).
+    let pool = training_pool(&model.to_record().identifier)?;
     'epochs: for epoch in 0.. {
         if config.epochs.is_some_and(|e| epoch >= e) {
             break;
@@ -494,4 +499,20 @@ pub fn fit(
         trainer.validate(&net, model, validations, progress)?;
     }
     trainer.finish(model, &spec, net, stopped_early, start)
+}
+
+/// The one-thread pool training steps run on (see `fit`), started once per process.
+fn training_pool(model: &str) -> Result<std::sync::Arc<rayon::ThreadPool>> {
+    static POOL: std::sync::OnceLock<std::sync::Arc<rayon::ThreadPool>> =
+        std::sync::OnceLock::new();
+    if let Some(pool) = POOL.get() {
+        return Ok(pool.clone());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .thread_name(|_| "vigil-training".into())
+        .build()
+        .map(std::sync::Arc::new)
+        .map_err(|e| Error::model(model, format!("starting the training thread: {e}")))?;
+    Ok(POOL.get_or_init(|| pool).clone())
 }
