@@ -105,7 +105,7 @@ fn take(
     // sessions ended at once; for one elsewhere, the entries are leased one by one and the
     // ones it holds left for later, as `SKIP LOCKED` does, and only when it holds every one
     // does the claim wait for it.
-    if crate::sessions::end_dead(backend)? > 0 {
+    if crate::sessions::end_dead(&backend.db)? > 0 {
         keys = due_keys()?;
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -170,7 +170,7 @@ fn release_dead(backend: &MongoBackend, t: f64) -> Result<u64> {
     }
     // Their open transactions first (one killed mid-apply holds its entries), so that the
     // entries are free to release.
-    crate::sessions::end_dead(backend)?;
+    crate::sessions::end_dead(&backend.db)?;
     let mut released = 0;
     for holder in dead {
         // Should a transaction of it still hold these entries, the release waits for the

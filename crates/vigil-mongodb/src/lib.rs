@@ -197,7 +197,7 @@ impl MongoBackend {
             .start_session()
             .run()
             .map_err(db_err(format!("starting a session for {what}")))?;
-        sessions::record(self, &session)?;
+        sessions::record(&self.db, &self.sessions, &session)?;
         let mut attempt: u64 = 0;
         let mut ended_dead = None;
         loop {
@@ -208,7 +208,7 @@ impl MongoBackend {
             if attempt >= 3
                 && ended_dead.is_none_or(|at: std::time::Instant| at.elapsed().as_secs() >= 5)
             {
-                let _ = sessions::end_dead(self);
+                let _ = sessions::end_dead(&self.db);
                 ended_dead = Some(std::time::Instant::now());
             }
             session

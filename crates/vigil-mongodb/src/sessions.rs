@@ -11,12 +11,11 @@ use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 
 use mongodb::bson::{doc, Bson, Document};
-use mongodb::sync::ClientSession;
+use mongodb::sync::{ClientSession, Database};
 use vigil_core::ids::{claimer_is_dead, worker_label};
 use vigil_core::Result;
 
 use crate::error::db_err;
-use crate::MongoBackend;
 
 const SESSIONS: &str = "vigil_sessions";
 
@@ -39,10 +38,10 @@ fn key(lsid: &Document) -> Vec<u8> {
 
 /// Records `session`'s id under this process before its first transaction (a plain write of
 /// a new document: it cannot wait on anyone's transaction).
-pub(crate) fn record(backend: &MongoBackend, session: &ClientSession) -> Result<()> {
+pub(crate) fn record(db: &Database, recorded: &Recorded, session: &ClientSession) -> Result<()> {
     let lsid = session.id();
     let key = key(lsid);
-    let recorded = &backend.sessions.0;
+    let recorded = &recorded.0;
     if recorded
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -50,8 +49,7 @@ pub(crate) fn record(backend: &MongoBackend, session: &ClientSession) -> Result<
     {
         return Ok(());
     }
-    backend
-        .collection(SESSIONS)
+    db.collection::<Document>(SESSIONS)
         .update_one(
             doc! { "_id": Bson::Binary(mongodb::bson::Binary {
                 subtype: mongodb::bson::spec::BinarySubtype::Generic,
@@ -72,8 +70,8 @@ pub(crate) fn record(backend: &MongoBackend, session: &ClientSession) -> Result<
 /// Ends the sessions of processes of this host that are gone, aborting their open
 /// transactions, and forgets them; returns how many. Processes on other hosts cannot be told
 /// dead from here: their transactions end when the server's lifetime limit does.
-pub(crate) fn end_dead(backend: &MongoBackend) -> Result<usize> {
-    let sessions = backend.collection(SESSIONS);
+pub(crate) fn end_dead(db: &Database) -> Result<usize> {
+    let sessions = db.collection::<Document>(SESSIONS);
     let mut ids = Vec::new();
     let mut lsids = Vec::new();
     for row in sessions
@@ -93,9 +91,7 @@ pub(crate) fn end_dead(backend: &MongoBackend) -> Result<usize> {
     if ids.is_empty() {
         return Ok(0);
     }
-    backend
-        .db
-        .run_command(doc! { "killSessions": lsids })
+    db.run_command(doc! { "killSessions": lsids })
         .run()
         .map_err(db_err("ending a dead process's sessions"))?;
     sessions
